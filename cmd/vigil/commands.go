@@ -1,0 +1,8 @@
+package main
+
+import "github.com/spf13/cobra"
+
+// extraCommands are the subcommands beside replay, rules and version.
+func (a *app) extraCommands() []*cobra.Command {
+	return nil
+}

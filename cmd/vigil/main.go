@@ -1,0 +1,17 @@
+// Command vigil analyzes Kubernetes audit events: it serves the apiserver's
+// audit webhook, replays audit log files and generates audit policies.
+package main
+
+import (
+	"context"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}

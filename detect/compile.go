@@ -1,0 +1,385 @@
+package detect
+
+import (
+	"errors"
+	"fmt"
+	"regexp"
+	"strings"
+	"text/template"
+
+	"github.com/expr-lang/expr"
+	"github.com/expr-lang/expr/ast"
+	"github.com/expr-lang/expr/parser"
+	"github.com/expr-lang/expr/vm"
+
+	"github.com/vigil-k8s/vigil/ingest"
+)
+
+// env is the expression environment: the event's fields under their JSON
+// names plus the named lists.
+type env struct {
+	ingest.Event
+	Lists map[string][]string `expr:"lists"`
+}
+
+// RuleSet is a compiled, immutable set of enabled rules with their lists
+// and the index that picks the rules an event can match.
+type RuleSet struct {
+	Rules []*Rule
+	Lists map[string][]string
+	// Disabled are the ids of rules that were loaded but are not enabled.
+	Disabled []string
+
+	index           ruleIndex
+	needAnnotations bool
+}
+
+// Rule is a compiled rule. It is immutable after Compile.
+type Rule struct {
+	Spec RuleSpec
+
+	idx        int
+	match      *vm.Program
+	exceptions []*vm.Program
+	output     *template.Template
+	by         []*vm.Program
+	distinct   *vm.Program
+	steps      []compiledStep
+	// needObjects is set when an expression or the output reads
+	// requestObject or responseObject, which are decoded lazily;
+	// needAnnotations when one reads annotations.
+	needObjects, needAnnotations bool
+	// resources and verbs are the constant conditions of match (nil: any).
+	resources, verbs map[string]struct{}
+}
+
+type compiledStep struct {
+	name  string
+	match *vm.Program
+	by    []*vm.Program
+}
+
+// Stateful reports whether the rule has a window.
+func (r *Rule) Stateful() bool { return r.Spec.Window != nil }
+
+var idPattern = regexp.MustCompile(`^[a-z0-9][a-z0-9-]*$`)
+
+// Compile validates and compiles the enabled rules of a catalog. Every
+// problem is reported, each prefixed with the file and rule id.
+func Compile(c *Catalog) (*RuleSet, error) {
+	lists := compileLists(c.Lists)
+	rs := &RuleSet{Lists: c.Lists}
+	var errs []error
+	seen := map[string]bool{}
+	for i := range c.Rules {
+		spec := c.Rules[i]
+		where := fmt.Sprintf("%s: rule %s", spec.File, spec.ID)
+		if spec.ID == "" {
+			where = fmt.Sprintf("%s: rule #%d", spec.File, i+1)
+		}
+		if seen[spec.ID] && spec.ID != "" {
+			errs = append(errs, fmt.Errorf("%s: duplicate id", where))
+			continue
+		}
+		seen[spec.ID] = true
+		if !spec.IsEnabled() {
+			rs.Disabled = append(rs.Disabled, spec.ID)
+			continue
+		}
+		r, err := compileRule(spec, lists)
+		if err != nil {
+			errs = append(errs, prefixErrors(where, err))
+			continue
+		}
+		r.idx = len(rs.Rules)
+		rs.Rules = append(rs.Rules, r)
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	for _, r := range rs.Rules {
+		rs.needAnnotations = rs.needAnnotations || r.needAnnotations
+	}
+	rs.index = buildIndex(rs.Rules)
+	return rs, nil
+}
+
+// CompileRule compiles one rule against the given lists (used by tools that
+// check a single rule).
+func CompileRule(spec RuleSpec, lists map[string][]string) (*Rule, error) {
+	return compileRule(spec, compileLists(lists))
+}
+
+func prefixErrors(where string, err error) error {
+	var out []error
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		for _, e := range j.Unwrap() {
+			out = append(out, fmt.Errorf("%s: %w", where, e))
+		}
+		return errors.Join(out...)
+	}
+	return fmt.Errorf("%s: %w", where, err)
+}
+
+func compileRule(spec RuleSpec, lists *compiledLists) (*Rule, error) {
+	r := &Rule{Spec: spec}
+	var errs []error
+	fail := func(format string, a ...any) { errs = append(errs, fmt.Errorf(format, a...)) }
+
+	if !idPattern.MatchString(spec.ID) {
+		fail("id %q: want lower-case letters, digits and dashes", spec.ID)
+	}
+	if strings.TrimSpace(spec.Title) == "" {
+		fail("title is required")
+	}
+	if spec.Severity == SeverityUnknown {
+		fail("severity is required (info, low, medium, high or critical)")
+	}
+	if spec.Audit.Level < LevelMetadata {
+		fail("audit.level is required (Metadata, Request or RequestResponse)")
+	}
+	var refs exprRefs
+	compileBool := func(field, src string) *vm.Program {
+		p, err := compileExpr(src, lists, &refs, expr.AsBool())
+		if err != nil {
+			fail("%s: %v", field, err)
+		}
+		return p
+	}
+	compileAny := func(field, src string) *vm.Program {
+		p, err := compileExpr(src, lists, &refs)
+		if err != nil {
+			fail("%s: %v", field, err)
+		}
+		return p
+	}
+	w := spec.Window
+	if w == nil || w.Kind != WindowSequence || spec.Match != "" {
+		if strings.TrimSpace(spec.Match) == "" {
+			fail("match is required")
+		} else {
+			r.match = compileBool("match", spec.Match)
+		}
+	}
+	for i, e := range spec.Exceptions {
+		r.exceptions = append(r.exceptions, compileBool(fmt.Sprintf("exceptions[%d]", i), e))
+	}
+	if w != nil {
+		if w.Within <= 0 {
+			fail("window.within must be a positive duration")
+		}
+		if w.Cooldown < 0 {
+			fail("window.cooldown must not be negative")
+		}
+		for i, b := range w.By {
+			r.by = append(r.by, compileAny(fmt.Sprintf("window.by[%d]", i), b))
+		}
+		switch w.Kind {
+		case WindowThreshold:
+			if w.Count < 1 {
+				fail("window.count must be at least 1")
+			}
+		case WindowDistinct:
+			if w.Count < 1 {
+				fail("window.count must be at least 1")
+			}
+			if strings.TrimSpace(w.Distinct) == "" {
+				fail("window.distinct is required for kind distinct")
+			} else {
+				r.distinct = compileAny("window.distinct", w.Distinct)
+			}
+		case WindowSequence:
+			if len(w.Steps) < 2 {
+				fail("window.steps: a sequence needs at least 2 steps")
+			}
+			for i, s := range w.Steps {
+				field := fmt.Sprintf("window.steps[%d]", i)
+				st := compiledStep{name: s.Name}
+				if st.name == "" {
+					st.name = fmt.Sprintf("step%d", i+1)
+				}
+				if strings.TrimSpace(s.Match) == "" {
+					fail("%s.match is required", field)
+				} else {
+					st.match = compileBool(field+".match", s.Match)
+				}
+				if len(s.By) == 0 {
+					fail("%s.by is required: the key that links the steps", field)
+				}
+				for j, b := range s.By {
+					st.by = append(st.by, compileAny(fmt.Sprintf("%s.by[%d]", field, j), b))
+				}
+				r.steps = append(r.steps, st)
+			}
+		default:
+			fail("window.kind %q: want threshold, distinct or sequence", w.Kind)
+		}
+	}
+	out := spec.Output
+	if out == "" {
+		out = spec.Title
+	}
+	t, err := template.New(spec.ID).Funcs(templateFuncs).Option("missingkey=zero").Parse(out)
+	if err != nil {
+		fail("output: %v", err)
+	}
+	r.output = t
+	r.needObjects = refs.objects || strings.Contains(out, "Object")
+	r.needAnnotations = refs.annotations || strings.Contains(out, "annotations")
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	r.resources, r.verbs = ruleConstraints(r)
+	return r, nil
+}
+
+// exprRefs records which lazily filled parts of the environment the
+// expressions of a rule read.
+type exprRefs struct {
+	objects, annotations bool
+}
+
+func compileExpr(src string, lists *compiledLists, refs *exprRefs, extra ...expr.Option) (*vm.Program, error) {
+	tree, err := parser.Parse(src)
+	if err != nil {
+		return nil, err
+	}
+	var errs []error
+	ast.Walk(&tree.Node, visitor(func(n ast.Node) {
+		switch n := n.(type) {
+		case *ast.IdentifierNode:
+			switch n.Value {
+			case "requestObject", "responseObject":
+				refs.objects = true
+			case "annotations":
+				refs.annotations = true
+			}
+		case *ast.CallNode:
+			// A list named by a constant must exist: a typo would make the
+			// rule silently match nothing (or everything, in an exception).
+			id, ok := n.Callee.(*ast.IdentifierNode)
+			if ok && (id.Value == "inList" || id.Value == "anyInList") && len(n.Arguments) == 2 {
+				if s, ok := n.Arguments[1].(*ast.StringNode); ok && !lists.has(s.Value) {
+					errs = append(errs, fmt.Errorf("%s: no list named %q", id.Value, s.Value))
+				}
+			}
+		case *ast.MemberNode:
+			if id, ok := n.Node.(*ast.IdentifierNode); ok && id.Value == "lists" {
+				if s, ok := n.Property.(*ast.StringNode); ok && !lists.has(s.Value) {
+					errs = append(errs, fmt.Errorf("lists.%s: no list named %q", s.Value, s.Value))
+				}
+			}
+		}
+	}))
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	opts := append([]expr.Option{expr.Env(env{})}, helperOptions(lists)...)
+	opts = append(opts, extra...)
+	return expr.Compile(src, opts...)
+}
+
+type visitor func(ast.Node)
+
+func (v visitor) Visit(n *ast.Node) { v(*n) }
+
+// ruleConstraints extracts the constant resource and verb conditions that
+// every match of the rule must satisfy, for the rule index.
+func ruleConstraints(r *Rule) (resources, verbs map[string]struct{}) {
+	if r.match != nil {
+		return matchConstraints(r.Spec.Match)
+	}
+	// A sequence: an event may match any step.
+	for i, st := range r.Spec.Window.Steps {
+		res, vb := matchConstraints(st.Match)
+		if i == 0 {
+			resources, verbs = res, vb
+			continue
+		}
+		resources, verbs = union(resources, res), union(verbs, vb)
+	}
+	return resources, verbs
+}
+
+func union(a, b map[string]struct{}) map[string]struct{} {
+	if a == nil || b == nil {
+		return nil
+	}
+	for k := range b {
+		a[k] = struct{}{}
+	}
+	return a
+}
+
+func matchConstraints(src string) (resources, verbs map[string]struct{}) {
+	tree, err := parser.Parse(src)
+	if err != nil {
+		return nil, nil
+	}
+	var walk func(n ast.Node)
+	walk = func(n ast.Node) {
+		b, ok := n.(*ast.BinaryNode)
+		if !ok {
+			return
+		}
+		switch b.Operator {
+		case "&&", "and":
+			walk(b.Left)
+			walk(b.Right)
+		case "==", "in":
+			field, values := constCondition(b)
+			switch {
+			case field == "objectRef.resource" && resources == nil:
+				resources = values
+			case field == "verb" && verbs == nil:
+				verbs = values
+			}
+		}
+	}
+	walk(tree.Node)
+	return resources, verbs
+}
+
+// constCondition recognizes `FIELD == "x"`, `"x" == FIELD` and
+// `FIELD in ["x", "y"]`.
+func constCondition(b *ast.BinaryNode) (string, map[string]struct{}) {
+	left, right := b.Left, b.Right
+	if b.Operator == "==" {
+		if _, ok := left.(*ast.StringNode); ok {
+			left, right = right, left
+		}
+		if s, ok := right.(*ast.StringNode); ok {
+			return fieldPath(left), map[string]struct{}{s.Value: {}}
+		}
+		return "", nil
+	}
+	arr, ok := right.(*ast.ArrayNode)
+	if !ok {
+		return "", nil
+	}
+	set := map[string]struct{}{}
+	for _, n := range arr.Nodes {
+		s, ok := n.(*ast.StringNode)
+		if !ok {
+			return "", nil
+		}
+		set[s.Value] = struct{}{}
+	}
+	return fieldPath(left), set
+}
+
+func fieldPath(n ast.Node) string {
+	switch n := n.(type) {
+	case *ast.IdentifierNode:
+		return n.Value
+	case *ast.MemberNode:
+		s, ok := n.Property.(*ast.StringNode)
+		if !ok || n.Optional {
+			return ""
+		}
+		if p := fieldPath(n.Node); p != "" {
+			return p + "." + s.Value
+		}
+	}
+	return ""
+}

@@ -1,0 +1,28 @@
+package detect
+
+// dedupSet remembers recently seen 64-bit keys in two generations: when the
+// current one is full it becomes the previous one. A key is remembered for at
+// least size and at most 2×size insertions, in bounded memory.
+type dedupSet struct {
+	size      int
+	cur, prev map[uint64]struct{}
+}
+
+func newDedupSet(size int) *dedupSet {
+	return &dedupSet{size: size, cur: make(map[uint64]struct{}, size)}
+}
+
+// seen reports whether k was added before, and adds it.
+func (d *dedupSet) seen(k uint64) bool {
+	if _, ok := d.cur[k]; ok {
+		return true
+	}
+	if _, ok := d.prev[k]; ok {
+		return true
+	}
+	if len(d.cur) >= d.size {
+		d.prev, d.cur = d.cur, make(map[uint64]struct{}, d.size)
+	}
+	d.cur[k] = struct{}{}
+	return false
+}

@@ -1,0 +1,595 @@
+package detect
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"hash/maphash"
+	"log/slog"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/VictoriaMetrics/metrics"
+	"github.com/expr-lang/expr/vm"
+
+	"github.com/vigil-k8s/vigil/ingest"
+)
+
+// Engine defaults.
+const (
+	DefaultLateness       = 5 * time.Minute
+	DefaultDedupSize      = 1 << 18
+	DefaultMaxKeysPerRule = 100_000
+	// DefaultMaxPending bounds the matches a shard buffers for ordering;
+	// past it the oldest are released early.
+	DefaultMaxPending = 200_000
+)
+
+// Options configure an Engine.
+type Options struct {
+	Rules *RuleSet
+	// Workers decode and match in parallel (default GOMAXPROCS). The alerts
+	// do not depend on it.
+	Workers int
+	// Emit receives every alert, from the goroutine that called Process or
+	// Flush, in a deterministic order. An error fails the batch (it is not
+	// acknowledged).
+	Emit func(Alert) error
+	// OnReject is told about every record that is not an audit event, in
+	// input order, from the goroutine that called Process. Optional.
+	OnReject func(ingest.Record, error)
+	// Metrics receives the engine's metrics (default: a private set).
+	Metrics *metrics.Set
+	Logger  *slog.Logger
+	// Lateness is how far (in event time) behind the newest event an event
+	// may arrive and still count in windows (default DefaultLateness).
+	// Window alerts are raised once the watermark passes the event by this
+	// much, or at Flush.
+	Lateness time.Duration
+	// DedupSize bounds the (auditID, stage) pairs remembered to drop
+	// duplicates (default DefaultDedupSize; the memory is about 40 bytes an
+	// entry, up to twice this many).
+	DedupSize int
+	// MaxKeysPerRule bounds window keys per rule (default
+	// DefaultMaxKeysPerRule); the idlest are evicted past it.
+	MaxKeysPerRule int
+	// Since and Until, when set, skip events outside [Since, Until] (event
+	// time); they are counted, not evaluated.
+	Since, Until time.Time
+}
+
+// Engine evaluates rules on batches of audit events. Process and Flush must
+// be called from one goroutine at a time.
+type Engine struct {
+	rules    *RuleSet
+	emit     func(Alert) error
+	onReject func(ingest.Record, error)
+	log      *slog.Logger
+	lateness int64
+
+	since, until int64
+
+	workers []*worker
+	shards  []*shard
+	seed    maphash.Seed
+
+	// The fields below belong to the goroutine calling Process.
+	events    *dedupSet
+	fired     *dedupSet
+	watermark int64
+	seq       uint64
+	results   []result
+	perShard  [][]*windowMatch
+	m         *engineMetrics
+}
+
+// New starts an engine.
+func New(o Options) (*Engine, error) {
+	if o.Rules == nil {
+		return nil, errors.New("detect: Options.Rules is required")
+	}
+	if o.Emit == nil {
+		return nil, errors.New("detect: Options.Emit is required")
+	}
+	if o.Workers <= 0 {
+		o.Workers = runtime.GOMAXPROCS(0)
+	}
+	if o.Metrics == nil {
+		o.Metrics = metrics.NewSet()
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Lateness <= 0 {
+		o.Lateness = DefaultLateness
+	}
+	if o.DedupSize <= 0 {
+		o.DedupSize = DefaultDedupSize
+	}
+	if o.MaxKeysPerRule <= 0 {
+		o.MaxKeysPerRule = DefaultMaxKeysPerRule
+	}
+	e := &Engine{
+		rules: o.Rules, emit: o.Emit, onReject: o.OnReject, log: o.Logger,
+		lateness: int64(o.Lateness), seed: maphash.MakeSeed(),
+		events: newDedupSet(o.DedupSize), fired: newDedupSet(o.DedupSize),
+		m: newEngineMetrics(o.Metrics, o.Rules),
+	}
+	if !o.Since.IsZero() {
+		e.since = o.Since.UnixNano()
+	}
+	if !o.Until.IsZero() {
+		e.until = o.Until.UnixNano()
+	}
+	for range o.Workers {
+		e.workers = append(e.workers, &worker{rs: o.Rules, seed: e.seed, m: e.m, log: o.Logger, since: e.since, until: e.until,
+			dec: ingest.Decoder{Annotations: o.Rules.needAnnotations}})
+	}
+	nShards := o.Workers
+	for range nShards {
+		e.shards = append(e.shards, newShard(o.Lateness, max(1, o.MaxKeysPerRule/nShards), DefaultMaxPending/nShards, e.m))
+	}
+	e.perShard = make([][]*windowMatch, nShards)
+	return e, nil
+}
+
+// result is what a worker found in one record.
+type result struct {
+	err error
+	// skip is set for events outside [Since, Until].
+	skip bool
+	// t is the event time; evKey identifies (auditID, stage), idKey the
+	// auditID.
+	t            int64
+	evKey, idKey uint64
+	alerts       []Alert
+	alertRules   []*Rule
+	window       []*windowMatch
+}
+
+// Process decodes and evaluates a batch, emits its alerts, and acks it.
+// Window alerts are emitted when the watermark has passed their events by
+// the lateness, possibly in a later call. On error the batch is acked with
+// the error (so a queue redelivers it) and the error returned.
+func (e *Engine) Process(ctx context.Context, b ingest.Batch) error {
+	err := e.process(ctx, b.Records)
+	if b.Ack != nil {
+		if aerr := b.Ack(ctx, err); aerr != nil && err == nil {
+			err = fmt.Errorf("ack batch: %w", aerr)
+		}
+	}
+	return err
+}
+
+func (e *Engine) process(ctx context.Context, recs []ingest.Record) error {
+	if len(recs) == 0 {
+		return nil
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	start := time.Now()
+	if cap(e.results) < len(recs) {
+		e.results = make([]result, len(recs))
+	}
+	res := e.results[:len(recs)]
+	clear(res)
+	e.match(recs, res)
+
+	// Sequential part: input order decides duplicates, the watermark and
+	// lateness, so the outcome does not depend on the worker count.
+	for i := range res {
+		r := &res[i]
+		e.seq++
+		if r.err != nil {
+			e.m.rejected.Inc()
+			if e.onReject != nil {
+				e.onReject(recs[i], r.err)
+			}
+			continue
+		}
+		if r.skip {
+			e.m.filtered.Inc()
+			continue
+		}
+		e.m.events.Inc()
+		if e.events.seen(r.evKey) {
+			e.m.duplicates.Inc()
+			continue
+		}
+		if r.t > e.watermark {
+			e.watermark = r.t
+		}
+		for j, a := range r.alerts {
+			rule := r.alertRules[j]
+			if e.fired.seen(r.idKey ^ uint64(rule.idx+1)*0x9E3779B97F4A7C15) {
+				continue
+			}
+			if err := e.send(a); err != nil {
+				return err
+			}
+		}
+		late := false
+		for _, m := range r.window {
+			if e.fired.seen(r.idKey ^ uint64(m.rule.idx+1)*0x9E3779B97F4A7C15 ^ uint64(m.step+2)<<48 ^ maphash.String(e.seed, m.key)) {
+				continue
+			}
+			if m.t < e.watermark-e.lateness {
+				late = true
+				continue
+			}
+			m.seq = e.seq
+			s := maphash.String(e.seed, strconv.Itoa(m.rule.idx)+"\x00"+m.key) % uint64(len(e.shards))
+			e.perShard[s] = append(e.perShard[s], m)
+		}
+		if late {
+			e.m.late.Inc()
+		}
+	}
+	err := e.runShards(false)
+	e.m.batchSeconds.UpdateDuration(start)
+	return err
+}
+
+// match runs the workers over contiguous parts of the batch.
+func (e *Engine) match(recs []ingest.Record, res []result) {
+	n := min(len(e.workers), (len(recs)+63)/64)
+	if n <= 1 {
+		e.workers[0].run(recs, res)
+		return
+	}
+	var wg sync.WaitGroup
+	per := (len(recs) + n - 1) / n
+	for i := range n {
+		lo, hi := i*per, min((i+1)*per, len(recs))
+		if lo >= hi {
+			break
+		}
+		w := e.workers[i]
+		wg.Go(func() { w.run(recs[lo:hi], res[lo:hi]) })
+	}
+	wg.Wait()
+}
+
+// runShards hands each shard its matches, waits, and emits the window
+// alerts in a deterministic order.
+func (e *Engine) runShards(flush bool) error {
+	var wg sync.WaitGroup
+	for i, s := range e.shards {
+		ms := e.perShard[i]
+		if len(ms) == 0 && !flush && (len(s.pending) == 0 || s.pending[0].t > e.watermark-e.lateness) {
+			continue
+		}
+		wg.Go(func() {
+			s.add(ms, e.watermark, flush)
+			if flush || s.releasedTo-s.lastSweep > int64(time.Minute) {
+				s.sweep()
+				s.lastSweep = s.releasedTo
+			}
+		})
+	}
+	wg.Wait()
+	var alerts []Alert
+	for i, s := range e.shards {
+		clear(e.perShard[i])
+		e.perShard[i] = e.perShard[i][:0]
+		alerts = append(alerts, s.alerts...)
+		clear(s.alerts)
+		s.alerts = s.alerts[:0]
+	}
+	slices.SortFunc(alerts, func(a, b Alert) int {
+		if c := a.Time.Compare(b.Time); c != 0 {
+			return c
+		}
+		if c := strings.Compare(a.Rule, b.Rule); c != 0 {
+			return c
+		}
+		return strings.Compare(a.GroupKey, b.GroupKey)
+	})
+	for i, a := range alerts {
+		// A sequence completed by one event for several keys (a user and
+		// its groups) raises one alert.
+		if i > 0 && a.Rule == alerts[i-1].Rule && a.AuditIDs[len(a.AuditIDs)-1] == alerts[i-1].AuditIDs[len(alerts[i-1].AuditIDs)-1] && a.Time.Equal(alerts[i-1].Time) {
+			continue
+		}
+		if err := e.send(a); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (e *Engine) send(a Alert) error {
+	e.m.alert(a.Rule, a.Severity).Inc()
+	if err := e.emit(a); err != nil {
+		return fmt.Errorf("emit alert %s: %w", a.Rule, err)
+	}
+	return nil
+}
+
+// Flush releases every buffered window match and emits what fires: the
+// end of a replay.
+func (e *Engine) Flush(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return e.runShards(true)
+}
+
+// Advance moves the watermark to t if it is behind, so window matches are
+// released while no events arrive (live input, with t = now).
+func (e *Engine) Advance(ctx context.Context, t time.Time) error {
+	if ns := t.UnixNano(); ns > e.watermark {
+		e.watermark = ns
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return e.runShards(false)
+}
+
+// Close releases the engine. Buffered window matches are dropped: call
+// Flush first to evaluate them.
+func (e *Engine) Close() {}
+
+// worker decodes and matches records; each has its own decoder and VM.
+type worker struct {
+	rs           *RuleSet
+	since, until int64
+	dec          ingest.Decoder
+	vm           vm.VM
+	seed         maphash.Seed
+	m            *engineMetrics
+	log          *slog.Logger
+}
+
+func (w *worker) run(recs []ingest.Record, res []result) {
+	for i := range recs {
+		w.one(&recs[i], &res[i])
+	}
+}
+
+func (w *worker) one(rec *ingest.Record, r *result) {
+	ev, err := w.dec.Decode(rec.Data)
+	if err != nil {
+		r.err = err
+		return
+	}
+	if ev.Cluster == "" {
+		ev.Cluster = rec.Cluster
+	}
+	r.t = ev.Time().UnixNano()
+	if (w.since != 0 && r.t < w.since) || (w.until != 0 && r.t > w.until) {
+		r.skip = true
+		return
+	}
+	var h maphash.Hash
+	h.SetSeed(w.seed)
+	h.WriteString(ev.AuditID)
+	r.idKey = h.Sum64()
+	h.WriteByte(0)
+	h.WriteString(ev.Stage)
+	r.evKey = h.Sum64()
+
+	var (
+		envv    env
+		envAny  any
+		objects bool
+	)
+	for _, rule := range w.rs.index.candidates(ev.ObjectRef.Resource) {
+		if !rule.verbOK(ev.Verb) {
+			continue
+		}
+		if envAny == nil || (rule.needObjects && !objects) {
+			if rule.needObjects && !objects {
+				ev.LoadObjects()
+				objects = true
+			}
+			envv = env{Event: *ev, Lists: w.rs.Lists}
+			envAny = envv
+		}
+		if rule.match != nil && !w.eval(rule, rule.match, envAny) {
+			continue
+		}
+		if rule.steps == nil && w.excepted(rule, envAny) {
+			continue
+		}
+		if rule.Spec.Window == nil {
+			w.m.matches(rule).Inc()
+			r.alerts = append(r.alerts, newAlert(rule, ev, windowResult{}))
+			r.alertRules = append(r.alertRules, rule)
+			continue
+		}
+		w.windowMatches(rule, ev, envAny, r)
+	}
+}
+
+// windowMatches evaluates a stateful rule's key, distinct value or steps.
+func (w *worker) windowMatches(rule *Rule, ev *ingest.Event, envAny any, r *result) {
+	var owned *ingest.Event
+	own := func() *ingest.Event {
+		if owned == nil {
+			owned = ev.Clone()
+		}
+		return owned
+	}
+	t := ev.Time().UnixNano()
+	if rule.steps == nil {
+		keys, ok := w.keys(rule, rule.by, envAny)
+		if !ok {
+			return
+		}
+		m := &windowMatch{rule: rule, t: t, step: -1}
+		if rule.distinct != nil {
+			v, err := w.vm.Run(rule.distinct, envAny)
+			if err != nil {
+				w.runtimeError(rule, err)
+				return
+			}
+			if m.value = keyString(v); m.value == "" {
+				return
+			}
+		}
+		w.m.matches(rule).Inc()
+		for _, k := range keys {
+			mm := *m
+			mm.key, mm.ev = k, own()
+			r.window = append(r.window, &mm)
+		}
+		return
+	}
+	excepted := w.excepted(rule, envAny)
+	for i := len(rule.steps) - 1; i >= 0; i-- {
+		st := rule.steps[i]
+		// Exceptions apply to the step that completes the sequence.
+		if (i == len(rule.steps)-1 && excepted) || !w.eval(rule, st.match, envAny) {
+			continue
+		}
+		keys, ok := w.keys(rule, st.by, envAny)
+		if !ok {
+			continue
+		}
+		w.m.matches(rule).Inc()
+		for _, k := range keys {
+			r.window = append(r.window, &windowMatch{rule: rule, ev: own(), t: t, step: i, key: k})
+		}
+	}
+}
+
+func (w *worker) eval(rule *Rule, p *vm.Program, envAny any) bool {
+	out, err := w.vm.Run(p, envAny)
+	if err != nil {
+		w.runtimeError(rule, err)
+		return false
+	}
+	b, _ := out.(bool)
+	return b
+}
+
+func (w *worker) excepted(rule *Rule, envAny any) bool {
+	for _, p := range rule.exceptions {
+		if w.eval(rule, p, envAny) {
+			w.m.suppressed(rule).Inc()
+			return true
+		}
+	}
+	return false
+}
+
+// keys evaluates key expressions: each yields one value or a list, and the
+// keys are every combination joined by "|". No key (an empty list) means
+// the event cannot be grouped and is skipped.
+func (w *worker) keys(rule *Rule, by []*vm.Program, envAny any) ([]string, bool) {
+	keys := []string{""}
+	for i, p := range by {
+		out, err := w.vm.Run(p, envAny)
+		if err != nil {
+			w.runtimeError(rule, err)
+			return nil, false
+		}
+		vals := keyStrings(out)
+		if len(vals) == 0 {
+			return nil, false
+		}
+		next := make([]string, 0, len(keys)*len(vals))
+		for _, k := range keys {
+			for _, v := range vals {
+				if i > 0 {
+					next = append(next, k+"|"+v)
+				} else {
+					next = append(next, strings.Clone(v))
+				}
+			}
+		}
+		keys = next
+	}
+	return keys, true
+}
+
+func keyStrings(v any) []string {
+	switch v := v.(type) {
+	case []string:
+		return v
+	case []any:
+		out := make([]string, 0, len(v))
+		for _, x := range v {
+			out = append(out, keyString(x))
+		}
+		return out
+	}
+	return []string{keyString(v)}
+}
+
+func keyString(v any) string {
+	switch v := v.(type) {
+	case nil:
+		return ""
+	case string:
+		return strings.Clone(v)
+	case []string:
+		return strings.Join(v, ",")
+	}
+	return fmt.Sprint(v)
+}
+
+func (w *worker) runtimeError(rule *Rule, err error) {
+	c := w.m.ruleErrors(rule)
+	n := c.Get()
+	c.Inc()
+	// Log the 1st, 2nd, 4th, 8th... error of a rule: visible, not a flood.
+	if n&(n+1) == 0 {
+		w.log.Warn("rule expression failed", "rule", rule.Spec.ID, "err", err, "errors", n+1)
+	}
+}
+
+// engineMetrics are the engine's counters; per-rule ones are made up front
+// so workers only increment.
+type engineMetrics struct {
+	set                                *metrics.Set
+	events, rejected, duplicates, late *metrics.Counter
+	filtered                           *metrics.Counter
+	batchSeconds                       *metrics.Histogram
+	windowKeys                         *metrics.Gauge
+	perRule                            map[*Rule]*ruleMetrics
+}
+
+type ruleMetrics struct {
+	matches, suppressed, errors, evictions *metrics.Counter
+}
+
+func newEngineMetrics(s *metrics.Set, rs *RuleSet) *engineMetrics {
+	m := &engineMetrics{
+		set:          s,
+		events:       s.GetOrCreateCounter("vigil_detect_events_total"),
+		rejected:     s.GetOrCreateCounter("vigil_detect_rejected_events_total"),
+		duplicates:   s.GetOrCreateCounter("vigil_detect_duplicate_events_total"),
+		late:         s.GetOrCreateCounter("vigil_detect_late_events_total"),
+		filtered:     s.GetOrCreateCounter("vigil_detect_filtered_events_total"),
+		batchSeconds: s.GetOrCreateHistogram("vigil_detect_batch_duration_seconds"),
+		windowKeys:   s.GetOrCreateGauge("vigil_detect_window_keys", nil),
+		perRule:      map[*Rule]*ruleMetrics{},
+	}
+	for _, r := range rs.Rules {
+		l := fmt.Sprintf(`{rule=%q}`, r.Spec.ID)
+		m.perRule[r] = &ruleMetrics{
+			matches:    s.GetOrCreateCounter("vigil_detect_rule_matches_total" + l),
+			suppressed: s.GetOrCreateCounter("vigil_detect_rule_suppressed_total" + l),
+			errors:     s.GetOrCreateCounter("vigil_detect_rule_errors_total" + l),
+			evictions:  s.GetOrCreateCounter("vigil_detect_window_evictions_total" + l),
+		}
+	}
+	return m
+}
+
+func (m *engineMetrics) matches(r *Rule) *metrics.Counter    { return m.perRule[r].matches }
+func (m *engineMetrics) suppressed(r *Rule) *metrics.Counter { return m.perRule[r].suppressed }
+func (m *engineMetrics) ruleErrors(r *Rule) *metrics.Counter { return m.perRule[r].errors }
+func (m *engineMetrics) evictions(r *Rule) *metrics.Counter  { return m.perRule[r].evictions }
+
+func (m *engineMetrics) alert(rule string, sev Severity) *metrics.Counter {
+	return m.set.GetOrCreateCounter(fmt.Sprintf(`vigil_detect_alerts_total{rule=%q,severity=%q}`, rule, sev))
+}

@@ -1,0 +1,264 @@
+package detect
+
+import (
+	"net/netip"
+	"net/url"
+	"path"
+	"strings"
+
+	"github.com/expr-lang/expr"
+)
+
+// helperOptions returns the functions every expression may call. Lists are
+// captured by the closures: they are fixed when a rule set is compiled.
+func helperOptions(lists *compiledLists) []expr.Option {
+	return []expr.Option{
+		expr.Function("containers", func(p ...any) (any, error) { return containers(p[0]), nil },
+			new(func(any) []any)),
+		expr.Function("podSpec", func(p ...any) (any, error) { return podSpec(p[0]), nil },
+			new(func(any) map[string]any)),
+		expr.Function("glob", func(p ...any) (any, error) { return glob(p[1].(string), p[0].(string)), nil },
+			new(func(string, string) bool)),
+		expr.Function("hasAnyPrefix", func(p ...any) (any, error) {
+			s := p[0].(string)
+			for _, q := range p[1:] {
+				if strings.HasPrefix(s, q.(string)) {
+					return true, nil
+				}
+			}
+			return false, nil
+		}, new(func(string, ...string) bool)),
+		expr.Function("inCIDR", func(p ...any) (any, error) { return inCIDR(p[0].(string), p[1].(string)), nil },
+			new(func(string, string) bool)),
+		expr.Function("isPrivateIP", func(p ...any) (any, error) { return isPrivateIP(p[0].(string)), nil },
+			new(func(string) bool)),
+		expr.Function("isLoopback", func(p ...any) (any, error) { return isLoopback(p[0].(string)), nil },
+			new(func(string) bool)),
+		expr.Function("execCommand", func(p ...any) (any, error) { return ExecCommand(p[0].(string)), nil },
+			new(func(string) string)),
+		expr.Function("queryParam", func(p ...any) (any, error) { return queryParam(p[0].(string), p[1].(string)), nil },
+			new(func(string, string) []string)),
+		expr.Function("inList", func(p ...any) (any, error) { return lists.contains(p[1].(string), p[0].(string)), nil },
+			new(func(string, string) bool)),
+		expr.Function("anyInList", func(p ...any) (any, error) {
+			for _, s := range p[0].([]string) {
+				if lists.contains(p[1].(string), s) {
+					return true, nil
+				}
+			}
+			return false, nil
+		}, new(func([]string, string) bool)),
+		expr.Function("subjects", func(p ...any) (any, error) { return Subjects(p[0]), nil },
+			new(func(any) []string)),
+		expr.Function("identities", func(p ...any) (any, error) {
+			return Identities(p[0].(string), p[1].([]string)), nil
+		}, new(func(string, []string) []string)),
+	}
+}
+
+// helperNames lists the helpers for documentation and lint.
+var helperNames = []string{"containers", "podSpec", "glob", "hasAnyPrefix", "inCIDR", "isPrivateIP",
+	"isLoopback", "execCommand", "queryParam", "inList", "anyInList", "subjects", "identities"}
+
+// compiledLists holds named lists split into exact entries (a set) and glob
+// patterns (entries containing * ? or [).
+type compiledLists struct {
+	exact map[string]map[string]struct{}
+	globs map[string][]string
+}
+
+func compileLists(lists map[string][]string) *compiledLists {
+	c := &compiledLists{exact: map[string]map[string]struct{}{}, globs: map[string][]string{}}
+	for name, items := range lists {
+		set := make(map[string]struct{}, len(items))
+		for _, it := range items {
+			if strings.ContainsAny(it, "*?[") {
+				c.globs[name] = append(c.globs[name], it)
+			} else {
+				set[it] = struct{}{}
+			}
+		}
+		c.exact[name] = set
+	}
+	return c
+}
+
+func (c *compiledLists) has(name string) bool { _, ok := c.exact[name]; return ok }
+
+func (c *compiledLists) contains(name, s string) bool {
+	if _, ok := c.exact[name][s]; ok {
+		return true
+	}
+	for _, g := range c.globs[name] {
+		if glob(g, s) {
+			return true
+		}
+	}
+	return false
+}
+
+// glob matches s against a shell pattern where * also crosses "/" and ":"
+// (usernames such as system:serviceaccount:kube-system:* are the common case).
+func glob(pattern, s string) bool {
+	if !strings.ContainsAny(pattern, "*?[") {
+		return pattern == s
+	}
+	if !strings.ContainsAny(pattern, "?[") {
+		return starMatch(pattern, s)
+	}
+	ok, err := path.Match(strings.ReplaceAll(pattern, "/", "\x00"), strings.ReplaceAll(s, "/", "\x00"))
+	return err == nil && ok
+}
+
+// starMatch matches patterns whose only metacharacter is *.
+func starMatch(pattern, s string) bool {
+	parts := strings.Split(pattern, "*")
+	if !strings.HasPrefix(s, parts[0]) {
+		return false
+	}
+	s = s[len(parts[0]):]
+	last := parts[len(parts)-1]
+	for _, p := range parts[1 : len(parts)-1] {
+		i := strings.Index(s, p)
+		if i < 0 {
+			return false
+		}
+		s = s[i+len(p):]
+	}
+	return strings.HasSuffix(s, last) && len(s) >= len(last)
+}
+
+func inCIDR(ip, cidr string) bool {
+	a, err := netip.ParseAddr(ip)
+	if err != nil {
+		return false
+	}
+	p, err := netip.ParsePrefix(cidr)
+	return err == nil && p.Contains(a.Unmap())
+}
+
+func isPrivateIP(ip string) bool {
+	a, err := netip.ParseAddr(ip)
+	if err != nil {
+		return false
+	}
+	a = a.Unmap()
+	return a.IsPrivate() || a.IsLoopback() || a.IsLinkLocalUnicast()
+}
+
+func isLoopback(ip string) bool {
+	a, err := netip.ParseAddr(ip)
+	return err == nil && a.Unmap().IsLoopback()
+}
+
+// ExecCommand returns the command of an exec request, decoded from the
+// command= parameters of its requestURI and joined with spaces, or "".
+func ExecCommand(requestURI string) string {
+	return strings.Join(queryParam(requestURI, "command"), " ")
+}
+
+func queryParam(requestURI, name string) []string {
+	i := strings.IndexByte(requestURI, '?')
+	if i < 0 {
+		return nil
+	}
+	q, err := url.ParseQuery(requestURI[i+1:])
+	if err != nil && len(q) == 0 {
+		return nil
+	}
+	return q[name]
+}
+
+// podSpecPaths are where workload kinds keep their pod spec.
+var podSpecPaths = [][]string{
+	{"spec", "template", "spec"},                        // Deployment, DaemonSet, StatefulSet, ReplicaSet, Job
+	{"spec", "jobTemplate", "spec", "template", "spec"}, // CronJob
+	{"template", "spec"},                                // PodTemplate
+}
+
+// podSpec returns the pod spec inside a Pod or workload object, or nil.
+func podSpec(obj any) map[string]any {
+	m, _ := obj.(map[string]any)
+	if m == nil {
+		return nil
+	}
+	if kind, _ := m["kind"].(string); kind == "Pod" || kind == "" {
+		if spec, ok := m["spec"].(map[string]any); ok {
+			if _, isPod := spec["containers"]; isPod {
+				return spec
+			}
+		}
+	}
+	for _, p := range podSpecPaths {
+		if spec, ok := dig(m, p).(map[string]any); ok {
+			return spec
+		}
+	}
+	return nil
+}
+
+func dig(m map[string]any, keys []string) any {
+	var cur any = m
+	for _, k := range keys {
+		mm, ok := cur.(map[string]any)
+		if !ok {
+			return nil
+		}
+		cur = mm[k]
+	}
+	return cur
+}
+
+// containers returns every container of a pod or workload object:
+// containers, initContainers and ephemeralContainers.
+func containers(obj any) []any {
+	spec := podSpec(obj)
+	if spec == nil {
+		return nil
+	}
+	var out []any
+	for _, k := range []string{"containers", "initContainers", "ephemeralContainers"} {
+		if cs, ok := spec[k].([]any); ok {
+			out = append(out, cs...)
+		}
+	}
+	return out
+}
+
+// Subjects returns the identities a (Cluster)RoleBinding grants to, as
+// "user:NAME" and "group:NAME"; a ServiceAccount subject becomes
+// "user:system:serviceaccount:NS:NAME".
+func Subjects(obj any) []string {
+	m, _ := obj.(map[string]any)
+	subs, _ := m["subjects"].([]any)
+	var out []string
+	for _, s := range subs {
+		sm, _ := s.(map[string]any)
+		kind, _ := sm["kind"].(string)
+		name, _ := sm["name"].(string)
+		switch kind {
+		case "User":
+			out = append(out, "user:"+name)
+		case "Group":
+			out = append(out, "group:"+name)
+		case "ServiceAccount":
+			ns, _ := sm["namespace"].(string)
+			if ns == "" {
+				ns, _ = dig(m, []string{"metadata", "namespace"}).(string)
+			}
+			out = append(out, "user:system:serviceaccount:"+ns+":"+name)
+		}
+	}
+	return out
+}
+
+// Identities returns the keys a request's user answers to, in the form of
+// Subjects: "user:NAME" and "group:G" for each group.
+func Identities(username string, groups []string) []string {
+	out := make([]string, 0, 1+len(groups))
+	out = append(out, "user:"+username)
+	for _, g := range groups {
+		out = append(out, "group:"+g)
+	}
+	return out
+}

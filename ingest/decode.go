@@ -1,0 +1,375 @@
+package ingest
+
+import (
+	"errors"
+	"fmt"
+	"time"
+	"unsafe"
+
+	"github.com/valyala/fastjson"
+)
+
+// Supported audit API versions. Lines without apiVersion are accepted when
+// their shape fits an Event.
+const (
+	APIVersionV1      = "audit.k8s.io/v1"
+	APIVersionV1beta1 = "audit.k8s.io/v1beta1"
+)
+
+// ErrNotEvent wraps every reason a document is not an audit event.
+var ErrNotEvent = errors.New("not an audit event")
+
+// Decoder turns raw event JSON into an Event, reusing its parser and
+// buffers between calls. A Decoder is not safe for concurrent use; give each
+// goroutine its own.
+type Decoder struct {
+	// Annotations makes Decode fill Event.Annotations (a map per event, so
+	// only when some rule reads annotations).
+	Annotations bool
+
+	p      fastjson.Parser
+	ev     Event
+	groups []string
+	igrps  []string
+	ips    []string
+	ann    map[string]string
+	lazy   lazyObjects
+}
+
+// lazyObjects holds the unparsed request and response bodies of the event
+// being decoded; they are converted to Go values on first use.
+type lazyObjects struct {
+	req, resp *fastjson.Value
+	loaded    bool
+}
+
+// LoadObjects converts requestObject and responseObject to Go values
+// (map[string]any, []any, string, float64, bool) if they are not yet.
+func (e *Event) LoadObjects() {
+	if e.lazy == nil || e.lazy.loaded {
+		return
+	}
+	e.lazy.loaded = true
+	if e.lazy.req != nil {
+		e.RequestObject = toAny(e.lazy.req)
+	}
+	if e.lazy.resp != nil {
+		e.ResponseObject = toAny(e.lazy.resp)
+	}
+}
+
+// HasRequestObject reports whether the event carries a requestObject,
+// without decoding it.
+func (e *Event) HasRequestObject() bool {
+	return e.RequestObject != nil || (e.lazy != nil && e.lazy.req != nil)
+}
+
+// HasResponseObject reports whether the event carries a responseObject.
+func (e *Event) HasResponseObject() bool {
+	return e.ResponseObject != nil || (e.lazy != nil && e.lazy.resp != nil)
+}
+
+// Decode parses one audit event. The returned Event is valid until the next
+// call to Decode. Errors wrap ErrNotEvent and say what is wrong.
+func (d *Decoder) Decode(data []byte) (*Event, error) {
+	v, err := d.p.ParseBytes(data)
+	if err != nil {
+		return nil, fmt.Errorf("%w: malformed JSON: %v", ErrNotEvent, err)
+	}
+	return d.decodeValue(v)
+}
+
+func (d *Decoder) decodeValue(v *fastjson.Value) (*Event, error) {
+	o, err := v.Object()
+	if err != nil {
+		return nil, fmt.Errorf("%w: want a JSON object, got %s", ErrNotEvent, v.Type())
+	}
+	d.ev = Event{}
+	d.lazy = lazyObjects{}
+	d.groups, d.igrps, d.ips = d.groups[:0], d.igrps[:0], d.ips[:0]
+	e := &d.ev
+	var kind, apiVersion string
+	var rrt, st []byte
+	var badField string
+	o.Visit(func(k []byte, v *fastjson.Value) {
+		if badField != "" {
+			return
+		}
+		switch string(k) {
+		case "kind":
+			kind = str(v)
+		case "apiVersion":
+			apiVersion = str(v)
+		case "level":
+			e.Level = str(v)
+		case "auditID":
+			e.AuditID = str(v)
+		case "stage":
+			e.Stage = str(v)
+		case "requestURI":
+			e.RequestURI = str(v)
+		case "verb":
+			e.Verb = str(v)
+		case "user":
+			d.groups = decodeUser(v, &e.User, d.groups)
+		case "impersonatedUser":
+			d.igrps = decodeUser(v, &e.ImpersonatedUser, d.igrps)
+		case "sourceIPs":
+			d.ips = appendStrings(d.ips, v)
+		case "userAgent":
+			e.UserAgent = str(v)
+		case "objectRef":
+			decodeObjectRef(v, &e.ObjectRef)
+		case "responseStatus":
+			decodeStatus(v, &e.ResponseStatus)
+		case "requestObject":
+			if v.Type() != fastjson.TypeNull {
+				d.lazy.req = v
+			}
+		case "responseObject":
+			if v.Type() != fastjson.TypeNull {
+				d.lazy.resp = v
+			}
+		case "requestReceivedTimestamp":
+			rrt = v.GetStringBytes()
+			if rrt == nil {
+				badField = "requestReceivedTimestamp"
+			}
+		case "stageTimestamp":
+			st = v.GetStringBytes()
+		case "annotations":
+			if d.Annotations && v.Type() == fastjson.TypeObject {
+				if d.ann == nil {
+					d.ann = make(map[string]string)
+				}
+				clear(d.ann)
+				v.GetObject().Visit(func(k []byte, v *fastjson.Value) {
+					d.ann[b2s(k)] = str(v)
+				})
+				e.Annotations = d.ann
+			}
+		}
+	})
+	if badField != "" {
+		return nil, fmt.Errorf("%w: %s is not a string", ErrNotEvent, badField)
+	}
+	if kind != "" && kind != "Event" {
+		return nil, fmt.Errorf("%w: kind %q, want Event", ErrNotEvent, kind)
+	}
+	if apiVersion != "" && apiVersion != APIVersionV1 && apiVersion != APIVersionV1beta1 {
+		return nil, fmt.Errorf("%w: apiVersion %q, want %s or %s", ErrNotEvent, apiVersion, APIVersionV1, APIVersionV1beta1)
+	}
+	if e.AuditID == "" {
+		return nil, fmt.Errorf("%w: missing auditID", ErrNotEvent)
+	}
+	if e.Stage == "" {
+		return nil, fmt.Errorf("%w: missing stage", ErrNotEvent)
+	}
+	if e.Verb == "" && e.RequestURI == "" {
+		return nil, fmt.Errorf("%w: missing verb and requestURI", ErrNotEvent)
+	}
+	if rrt != nil {
+		t, err := ParseTime(rrt)
+		if err != nil {
+			return nil, fmt.Errorf("%w: requestReceivedTimestamp: %v", ErrNotEvent, err)
+		}
+		e.RequestReceivedTimestamp = t
+	}
+	if st != nil {
+		t, err := ParseTime(st)
+		if err != nil {
+			return nil, fmt.Errorf("%w: stageTimestamp: %v", ErrNotEvent, err)
+		}
+		e.StageTimestamp = t
+	}
+	if e.RequestReceivedTimestamp.IsZero() && e.StageTimestamp.IsZero() {
+		return nil, fmt.Errorf("%w: missing requestReceivedTimestamp", ErrNotEvent)
+	}
+	e.User.Groups = nilIfEmpty(d.groups)
+	e.SourceIPs = nilIfEmpty(d.ips)
+	e.ImpersonatedUser.Groups = nilIfEmpty(d.igrps)
+	if d.lazy.req != nil || d.lazy.resp != nil {
+		e.lazy = &d.lazy
+	}
+	return e, nil
+}
+
+func decodeUser(v *fastjson.Value, u *UserInfo, groups []string) []string {
+	o := v.GetObject()
+	if o == nil {
+		return groups
+	}
+	o.Visit(func(k []byte, v *fastjson.Value) {
+		switch string(k) {
+		case "username":
+			u.Username = str(v)
+		case "uid":
+			u.UID = str(v)
+		case "groups":
+			groups = appendStrings(groups, v)
+		case "extra":
+			if eo := v.GetObject(); eo != nil {
+				u.Extra = make(map[string][]string, eo.Len())
+				eo.Visit(func(k []byte, v *fastjson.Value) {
+					u.Extra[b2s(k)] = appendStrings(nil, v)
+				})
+			}
+		}
+	})
+	return groups
+}
+
+func decodeObjectRef(v *fastjson.Value, r *ObjectRef) {
+	o := v.GetObject()
+	if o == nil {
+		return
+	}
+	o.Visit(func(k []byte, v *fastjson.Value) {
+		switch string(k) {
+		case "resource":
+			r.Resource = str(v)
+		case "namespace":
+			r.Namespace = str(v)
+		case "name":
+			r.Name = str(v)
+		case "uid":
+			r.UID = str(v)
+		case "apiGroup":
+			r.APIGroup = str(v)
+		case "apiVersion":
+			r.APIVersion = str(v)
+		case "resourceVersion":
+			r.ResourceVersion = str(v)
+		case "subresource":
+			r.Subresource = str(v)
+		}
+	})
+}
+
+func decodeStatus(v *fastjson.Value, s *Status) {
+	o := v.GetObject()
+	if o == nil {
+		return
+	}
+	o.Visit(func(k []byte, v *fastjson.Value) {
+		switch string(k) {
+		case "code":
+			s.Code = v.GetInt()
+		case "status":
+			s.Status = str(v)
+		case "reason":
+			s.Reason = str(v)
+		case "message":
+			s.Message = str(v)
+		}
+	})
+}
+
+func appendStrings(dst []string, v *fastjson.Value) []string {
+	for _, item := range v.GetArray() {
+		dst = append(dst, str(item))
+	}
+	return dst
+}
+
+func nilIfEmpty(s []string) []string {
+	if len(s) == 0 {
+		return nil
+	}
+	return s
+}
+
+// str returns a string value without copying: it points into the parser's
+// buffer, which is why an Event is valid only until the next Decode.
+func str(v *fastjson.Value) string { return b2s(v.GetStringBytes()) }
+
+func b2s(b []byte) string {
+	if len(b) == 0 {
+		return ""
+	}
+	return unsafe.String(unsafe.SliceData(b), len(b))
+}
+
+// toAny converts a parsed JSON value to plain Go values that expressions and
+// templates understand. Strings are copied: objects may outlive the parser
+// through Clone.
+func toAny(v *fastjson.Value) any {
+	switch v.Type() {
+	case fastjson.TypeObject:
+		o := v.GetObject()
+		m := make(map[string]any, o.Len())
+		o.Visit(func(k []byte, v *fastjson.Value) { m[string(k)] = toAny(v) })
+		return m
+	case fastjson.TypeArray:
+		a := v.GetArray()
+		s := make([]any, len(a))
+		for i, item := range a {
+			s[i] = toAny(item)
+		}
+		return s
+	case fastjson.TypeString:
+		return string(v.GetStringBytes())
+	case fastjson.TypeNumber:
+		return v.GetFloat64()
+	case fastjson.TypeTrue:
+		return true
+	case fastjson.TypeFalse:
+		return false
+	}
+	return nil
+}
+
+// ParseTime parses an RFC 3339 timestamp as the apiserver writes them
+// (microseconds, UTC), with a fast path for that exact shape.
+func ParseTime(b []byte) (time.Time, error) {
+	if t, ok := parseUTC(b); ok {
+		return t, nil
+	}
+	t, err := time.Parse(time.RFC3339Nano, string(b))
+	if err != nil {
+		return time.Time{}, fmt.Errorf("want RFC 3339 time, got %q", b)
+	}
+	return t, nil
+}
+
+// parseUTC handles YYYY-MM-DDTHH:MM:SS[.fraction]Z without allocating.
+func parseUTC(b []byte) (time.Time, bool) {
+	n := len(b)
+	if n < 20 || b[n-1] != 'Z' || b[4] != '-' || b[7] != '-' || b[10] != 'T' || b[13] != ':' || b[16] != ':' {
+		return time.Time{}, false
+	}
+	num := func(s []byte) (int, bool) {
+		v := 0
+		for _, c := range s {
+			if c < '0' || c > '9' {
+				return 0, false
+			}
+			v = v*10 + int(c-'0')
+		}
+		return v, true
+	}
+	year, ok1 := num(b[0:4])
+	mon, ok2 := num(b[5:7])
+	day, ok3 := num(b[8:10])
+	hh, ok4 := num(b[11:13])
+	mm, ok5 := num(b[14:16])
+	ss, ok6 := num(b[17:19])
+	if !(ok1 && ok2 && ok3 && ok4 && ok5 && ok6) || mon < 1 || mon > 12 || day < 1 || day > 31 || hh > 23 || mm > 59 || ss > 60 {
+		return time.Time{}, false
+	}
+	nsec := 0
+	if n > 20 {
+		if b[19] != '.' || n-21 > 9 || n-21 < 1 {
+			return time.Time{}, false
+		}
+		frac, ok := num(b[20 : n-1])
+		if !ok {
+			return time.Time{}, false
+		}
+		for i := n - 21; i < 9; i++ {
+			frac *= 10
+		}
+		nsec = frac
+	}
+	return time.Date(year, time.Month(mon), day, hh, mm, ss, nsec, time.UTC), true
+}

@@ -1,0 +1,443 @@
+// Package logfile reads audit events from the files kube-apiserver's log
+// backend writes: one JSON event per line, gzip-compressed or not, rotated
+// sets in a directory, standard input, and JSON documents holding an
+// EventList (such as saved webhook bodies).
+package logfile
+
+import (
+	"bufio"
+	"bytes"
+	"compress/gzip"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strings"
+
+	"github.com/valyala/fastjson"
+
+	"github.com/vigil-k8s/vigil/ingest"
+)
+
+// Defaults.
+const (
+	DefaultBatchSize = 4096
+	// DefaultMaxLineBytes bounds one event; the apiserver's own default
+	// truncation keeps events far below it.
+	DefaultMaxLineBytes = 16 << 20
+	// maxDocumentBytes bounds a pretty-printed JSON document read whole.
+	maxDocumentBytes = 1 << 30
+)
+
+// Options configure a Reader.
+type Options struct {
+	BatchSize    int
+	MaxLineBytes int
+	// Cluster is set on every record.
+	Cluster string
+	// OnError is told about every line or file that could not be read
+	// (origin is "file:line" or "file"). The read goes on; return a non-nil
+	// error from OnError to stop it (strict mode).
+	OnError func(origin string, err error) error
+}
+
+// Reader yields batches of records from a list of inputs, in order.
+// It is an ingest.Source.
+type Reader struct {
+	opts   Options
+	inputs []input
+	cur    *fileReader
+	stdin  io.Reader
+	// Lines and Bytes count what was read.
+	Lines, Bytes int64
+}
+
+var _ ingest.Source = (*Reader)(nil)
+
+type input struct {
+	path  string // "-" for stdin
+	label string
+}
+
+// Open checks the paths and returns a Reader over them. A directory expands
+// to its files, rotated files (audit-2026-11-22T05-56-31.320.log) in time
+// order before the current one. "-" is stdin. A missing path is an error
+// here; a file that fails later is reported through OnError.
+func Open(paths []string, stdin io.Reader, opts Options) (*Reader, error) {
+	if opts.BatchSize <= 0 {
+		opts.BatchSize = DefaultBatchSize
+	}
+	if opts.MaxLineBytes <= 0 {
+		opts.MaxLineBytes = DefaultMaxLineBytes
+	}
+	r := &Reader{opts: opts, stdin: stdin}
+	var errs []error
+	for _, p := range paths {
+		if p == "-" {
+			r.inputs = append(r.inputs, input{path: "-", label: "stdin"})
+			continue
+		}
+		st, err := os.Stat(p)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("open input: %w", err))
+			continue
+		}
+		if !st.IsDir() {
+			r.inputs = append(r.inputs, input{path: p, label: p})
+			continue
+		}
+		files, err := dirFiles(p)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if len(files) == 0 {
+			errs = append(errs, fmt.Errorf("open input %s: directory holds no log files", p))
+		}
+		for _, f := range files {
+			r.inputs = append(r.inputs, input{path: f, label: f})
+		}
+	}
+	return r, errors.Join(errs...)
+}
+
+var rotatedStamp = regexp.MustCompile(`\d{4}-\d{2}-\d{2}T\d{2}-\d{2}-\d{2}(\.\d+)?`)
+
+// dirFiles lists a directory's regular, non-hidden files: rotated ones by
+// the timestamp in their name, then the rest (the live file) by name.
+func dirFiles(dir string) ([]string, error) {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, fmt.Errorf("open input: %w", err)
+	}
+	type f struct{ stamp, name string }
+	var files []f
+	for _, e := range entries {
+		if !e.Type().IsRegular() || strings.HasPrefix(e.Name(), ".") {
+			continue
+		}
+		files = append(files, f{rotatedStamp.FindString(e.Name()), e.Name()})
+	}
+	sort.Slice(files, func(i, j int) bool {
+		a, b := files[i], files[j]
+		if (a.stamp == "") != (b.stamp == "") {
+			return a.stamp != ""
+		}
+		if a.stamp != b.stamp {
+			return a.stamp < b.stamp
+		}
+		return a.name < b.name
+	})
+	out := make([]string, len(files))
+	for i, x := range files {
+		out[i] = filepath.Join(dir, x.name)
+	}
+	return out, nil
+}
+
+// Read returns the next batch; io.EOF when every input is read. Records
+// own their data.
+func (r *Reader) Read(ctx context.Context) (ingest.Batch, error) {
+	var b ingest.Batch
+	for len(b.Records) < r.opts.BatchSize {
+		if err := ctx.Err(); err != nil {
+			return b, err
+		}
+		if r.cur == nil {
+			if len(r.inputs) == 0 {
+				break
+			}
+			in := r.inputs[0]
+			r.inputs = r.inputs[1:]
+			fr, err := r.open(in)
+			if err != nil {
+				if stop := r.report(in.label, err); stop != nil {
+					return b, stop
+				}
+				continue
+			}
+			r.cur = fr
+		}
+		var err error
+		b.Records, err = r.cur.next(b.Records, r.opts.BatchSize, r)
+		if err != nil {
+			r.cur.close()
+			r.cur = nil
+			if !errors.Is(err, io.EOF) {
+				if stop := r.report(r.curLabel(err), err); stop != nil {
+					return b, stop
+				}
+			}
+		}
+	}
+	if len(b.Records) == 0 {
+		return b, io.EOF
+	}
+	return b, nil
+}
+
+func (r *Reader) curLabel(err error) string {
+	var le *lineError
+	if errors.As(err, &le) {
+		return le.origin
+	}
+	return ""
+}
+
+func (r *Reader) report(origin string, err error) error {
+	var le *lineError
+	if errors.As(err, &le) {
+		origin, err = le.origin, le.err
+	}
+	if r.opts.OnError == nil {
+		return nil
+	}
+	return r.opts.OnError(origin, err)
+}
+
+// Close closes the current file.
+func (r *Reader) Close(context.Context) error {
+	if r.cur != nil {
+		r.cur.close()
+		r.cur = nil
+	}
+	r.inputs = nil
+	return nil
+}
+
+type lineError struct {
+	origin string
+	err    error
+}
+
+func (e *lineError) Error() string { return e.origin + ": " + e.err.Error() }
+func (e *lineError) Unwrap() error { return e.err }
+
+// fileReader reads one input line by line.
+type fileReader struct {
+	label   string
+	closers []io.Closer
+	br      *bufio.Reader
+	line    int
+	// doc holds the records of a whole-file JSON document, served in
+	// batches.
+	doc []ingest.Record
+	p   fastjson.Parser
+}
+
+func (r *Reader) open(in input) (*fileReader, error) {
+	fr := &fileReader{label: in.label}
+	var src io.Reader
+	if in.path == "-" {
+		if r.stdin == nil {
+			return nil, errors.New("no standard input")
+		}
+		src = r.stdin
+	} else {
+		f, err := os.Open(in.path)
+		if err != nil {
+			return nil, err
+		}
+		fr.closers = append(fr.closers, f)
+		src = f
+	}
+	br := bufio.NewReaderSize(src, 256<<10)
+	if magic, _ := br.Peek(2); len(magic) == 2 && magic[0] == 0x1f && magic[1] == 0x8b {
+		zr, err := gzip.NewReader(br)
+		if err != nil {
+			fr.close()
+			return nil, fmt.Errorf("gzip: %w", err)
+		}
+		fr.closers = append(fr.closers, zr)
+		br = bufio.NewReaderSize(zr, 256<<10)
+	}
+	fr.br = br
+	if err := fr.maybeDocument(r); err != nil {
+		fr.close()
+		return nil, err
+	}
+	return fr, nil
+}
+
+// maybeDocument reads the input whole when its first line is not a complete
+// JSON value (a pretty-printed EventList or array of events).
+func (fr *fileReader) maybeDocument(r *Reader) error {
+	first, err := fr.br.Peek(64 << 10)
+	if err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, bufio.ErrBufferFull) {
+		return err
+	}
+	trimmed := bytes.TrimLeft(first, " \t\r\n")
+	if len(trimmed) == 0 || (trimmed[0] != '{' && trimmed[0] != '[') {
+		return nil
+	}
+	if i := bytes.IndexByte(trimmed, '\n'); i >= 0 && fastjson.ValidateBytes(bytes.TrimSpace(trimmed[:i])) == nil {
+		return nil // JSON lines
+	}
+	if i := bytes.IndexByte(trimmed, '\n'); i < 0 && len(first) < 64<<10 {
+		return nil // a single line: handled as a line
+	}
+	data, err := io.ReadAll(io.LimitReader(fr.br, maxDocumentBytes+1))
+	if err != nil {
+		return err
+	}
+	if len(data) > maxDocumentBytes {
+		return fmt.Errorf("JSON document larger than %d bytes", maxDocumentBytes)
+	}
+	recs, err := fr.split(data, r.opts.Cluster, fr.label)
+	if err != nil {
+		return err
+	}
+	fr.doc = recs
+	if fr.doc == nil {
+		fr.doc = []ingest.Record{}
+	}
+	return nil
+}
+
+// split turns a JSON value into records: an EventList's items, an array's
+// elements, or the value itself.
+func (fr *fileReader) split(data []byte, cluster, origin string) ([]ingest.Record, error) {
+	v, err := fr.p.ParseBytes(data)
+	if err != nil {
+		return nil, fmt.Errorf("malformed JSON: %v", err)
+	}
+	var items []*fastjson.Value
+	switch v.Type() {
+	case fastjson.TypeArray:
+		items = v.GetArray()
+	case fastjson.TypeObject:
+		if k := string(v.GetStringBytes("kind")); k == "EventList" {
+			if av := string(v.GetStringBytes("apiVersion")); av != "" && av != ingest.APIVersionV1 && av != ingest.APIVersionV1beta1 {
+				return nil, fmt.Errorf("EventList apiVersion %q, want %s", av, ingest.APIVersionV1)
+			}
+			items = v.GetArray("items")
+		} else {
+			items = []*fastjson.Value{v}
+		}
+	default:
+		return nil, fmt.Errorf("want a JSON object or array, got %s", v.Type())
+	}
+	recs := make([]ingest.Record, 0, len(items))
+	for i, it := range items {
+		recs = append(recs, ingest.Record{Data: it.MarshalTo(nil), Cluster: cluster,
+			Origin: fmt.Sprintf("%s: item %d", origin, i+1)})
+	}
+	return recs, nil
+}
+
+// next appends up to max records.
+func (fr *fileReader) next(recs []ingest.Record, max int, r *Reader) ([]ingest.Record, error) {
+	if fr.doc != nil {
+		n := min(max-len(recs), len(fr.doc))
+		recs = append(recs, fr.doc[:n]...)
+		fr.doc = fr.doc[n:]
+		if len(fr.doc) == 0 {
+			return recs, io.EOF
+		}
+		return recs, nil
+	}
+	for len(recs) < max {
+		line, err := fr.readLine(r.opts.MaxLineBytes)
+		if len(line) > 0 || err == nil {
+			fr.line++
+		}
+		if len(line) > 0 {
+			r.Lines++
+			r.Bytes += int64(len(line))
+			origin := fmt.Sprintf("%s:%d", fr.label, fr.line)
+			if isEventList(line) {
+				items, serr := fr.split(line, r.opts.Cluster, origin)
+				if serr != nil {
+					if stop := r.report(origin, serr); stop != nil {
+						return recs, stop
+					}
+				}
+				recs = append(recs, items...)
+			} else {
+				recs = append(recs, ingest.Record{Data: line, Cluster: r.opts.Cluster, Origin: origin})
+			}
+		}
+		if err != nil {
+			var tl errTooLong
+			if errors.As(err, &tl) {
+				fr.line++
+				origin := fmt.Sprintf("%s:%d", fr.label, fr.line)
+				if stop := r.report(origin, err); stop != nil {
+					return recs, stop
+				}
+				continue
+			}
+			if errors.Is(err, io.EOF) {
+				return recs, io.EOF
+			}
+			return recs, &lineError{origin: fmt.Sprintf("%s:%d", fr.label, fr.line+1), err: err}
+		}
+	}
+	return recs, nil
+}
+
+type errTooLong struct{ n, limit int }
+
+func (e errTooLong) Error() string {
+	return fmt.Sprintf("line of %d bytes or more exceeds the limit of %d bytes", e.n, e.limit)
+}
+
+// readLine returns the next non-empty line as an owned copy, without its
+// newline. An over-long line is skipped and reported as errTooLong.
+func (fr *fileReader) readLine(limit int) ([]byte, error) {
+	for {
+		chunk, err := fr.br.ReadSlice('\n')
+		if err == nil || errors.Is(err, io.EOF) {
+			line := bytes.TrimSpace(chunk)
+			if len(line) == 0 {
+				if err != nil {
+					return nil, err
+				}
+				fr.line++
+				continue
+			}
+			return bytes.Clone(line), err
+		}
+		if !errors.Is(err, bufio.ErrBufferFull) {
+			return nil, err
+		}
+		// A line longer than the buffer: gather it up to the limit.
+		buf := bytes.Clone(chunk)
+		for errors.Is(err, bufio.ErrBufferFull) {
+			chunk, err = fr.br.ReadSlice('\n')
+			if len(buf)+len(chunk) > limit {
+				n := len(buf) + len(chunk)
+				for errors.Is(err, bufio.ErrBufferFull) {
+					chunk, err = fr.br.ReadSlice('\n')
+					n += len(chunk)
+				}
+				if err != nil && !errors.Is(err, io.EOF) {
+					return nil, err
+				}
+				return nil, errTooLong{n: n, limit: limit}
+			}
+			buf = append(buf, chunk...)
+		}
+		if err != nil && !errors.Is(err, io.EOF) {
+			return nil, err
+		}
+		return bytes.TrimSpace(buf), err
+	}
+}
+
+// isEventList recognizes a one-line EventList document by its kind near
+// the start (the apiserver writes kind first).
+func isEventList(line []byte) bool {
+	head := line[:min(len(line), 128)]
+	return bytes.Contains(head, []byte(`"kind":"EventList"`)) || bytes.Contains(head, []byte(`"kind": "EventList"`))
+}
+
+func (fr *fileReader) close() {
+	for i := len(fr.closers) - 1; i >= 0; i-- {
+		fr.closers[i].Close()
+	}
+}
