@@ -266,19 +266,16 @@ func (r *Reader) open(in input) (*fileReader, error) {
 // maybeDocument reads the input whole when its first line is not a complete
 // JSON value (a pretty-printed EventList or array of events).
 func (fr *fileReader) maybeDocument(r *Reader) error {
-	first, err := fr.br.Peek(64 << 10)
-	if err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, bufio.ErrBufferFull) {
-		return err
-	}
+	// A read error here (a truncated gzip) is reported by the line reader,
+	// with its line, after the lines before it.
+	first, _ := fr.br.Peek(64 << 10)
 	trimmed := bytes.TrimLeft(first, " \t\r\n")
 	if len(trimmed) == 0 || (trimmed[0] != '{' && trimmed[0] != '[') {
 		return nil
 	}
-	if i := bytes.IndexByte(trimmed, '\n'); i >= 0 && fastjson.ValidateBytes(bytes.TrimSpace(trimmed[:i])) == nil {
-		return nil // JSON lines
-	}
-	if i := bytes.IndexByte(trimmed, '\n'); i < 0 && len(first) < 64<<10 {
-		return nil // a single line: handled as a line
+	i := bytes.IndexByte(trimmed, '\n')
+	if i < 0 || fastjson.ValidateBytes(bytes.TrimSpace(trimmed[:i])) == nil {
+		return nil // JSON lines, or one long line
 	}
 	data, err := io.ReadAll(io.LimitReader(fr.br, maxDocumentBytes+1))
 	if err != nil {
