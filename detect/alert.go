@@ -137,7 +137,7 @@ func render(r *Rule, ev *ingest.Event, a *Alert) string {
 		"impersonatedUser": map[string]any{"username": ev.ImpersonatedUser.Username, "groups": ev.ImpersonatedUser.Groups},
 		"objectRef": map[string]any{"resource": ev.ObjectRef.Resource, "namespace": ev.ObjectRef.Namespace,
 			"name": ev.ObjectRef.Name, "subresource": ev.ObjectRef.Subresource, "apiGroup": ev.ObjectRef.APIGroup},
-		"responseStatus":           map[string]any{"code": ev.ResponseStatus.Code, "reason": ev.ResponseStatus.Reason},
+		"responseStatus":           map[string]any{"code": ev.ResponseStatus.Code, "reason": ev.ResponseStatus.Reason, "message": ev.ResponseStatus.Message},
 		"annotations":              ev.Annotations,
 		"requestReceivedTimestamp": ev.RequestReceivedTimestamp,
 		"execCommand":              a.ExecCommand,

@@ -38,8 +38,12 @@ type RuleSet struct {
 type Rule struct {
 	Spec RuleSpec
 
-	idx        int
-	match      *vm.Program
+	idx   int
+	match *vm.Program
+	// pre holds the conditions of match that read no request or response
+	// body, for rules that read one: when pre is false the body is never
+	// decoded (nil when there is nothing to split).
+	pre        *vm.Program
 	exceptions []*vm.Program
 	output     *template.Template
 	by         []*vm.Program
@@ -225,6 +229,12 @@ func compileRule(spec RuleSpec, lists *compiledLists) (*Rule, error) {
 	}
 	r.output = t
 	r.needObjects = refs.objects || strings.Contains(out, "Object")
+	if r.needObjects && r.match != nil {
+		if src := bodyFreeConjuncts(spec.Match); src != "" {
+			var ignored exprRefs
+			r.pre, _ = compileExpr(src, lists, &ignored, expr.AsBool())
+		}
+	}
 	r.needAnnotations = refs.annotations || strings.Contains(out, "annotations")
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
@@ -382,4 +392,39 @@ func fieldPath(n ast.Node) string {
 		}
 	}
 	return ""
+}
+
+// bodyFreeConjuncts returns the top-level && conditions of src that do not
+// read requestObject or responseObject, joined again with &&, or "" when
+// every condition (or none) reads a body.
+func bodyFreeConjuncts(src string) string {
+	tree, err := parser.Parse(src)
+	if err != nil {
+		return ""
+	}
+	var free []string
+	total := 0
+	var walk func(n ast.Node)
+	walk = func(n ast.Node) {
+		if b, ok := n.(*ast.BinaryNode); ok && (b.Operator == "&&" || b.Operator == "and") {
+			walk(b.Left)
+			walk(b.Right)
+			return
+		}
+		total++
+		readsBody := false
+		ast.Walk(&n, visitor(func(x ast.Node) {
+			if id, ok := x.(*ast.IdentifierNode); ok && (id.Value == "requestObject" || id.Value == "responseObject") {
+				readsBody = true
+			}
+		}))
+		if !readsBody {
+			free = append(free, "("+n.String()+")")
+		}
+	}
+	walk(tree.Node)
+	if len(free) == 0 || len(free) == total {
+		return ""
+	}
+	return strings.Join(free, " && ")
 }

@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"runtime"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -223,8 +222,8 @@ func (e *Engine) process(ctx context.Context, recs []ingest.Record) error {
 				continue
 			}
 			m.seq = e.seq
-			s := maphash.String(e.seed, strconv.Itoa(m.rule.idx)+"\x00"+m.key) % uint64(len(e.shards))
-			e.perShard[s] = append(e.perShard[s], m)
+			i := e.shardIndex(m.rule, m.key)
+			e.perShard[i] = append(e.perShard[i], m)
 		}
 		if late {
 			e.m.late.Inc()
@@ -264,13 +263,7 @@ func (e *Engine) runShards(flush bool) error {
 		if len(ms) == 0 && !flush && (len(s.pending) == 0 || s.pending[0].t > e.watermark-e.lateness) {
 			continue
 		}
-		wg.Go(func() {
-			s.add(ms, e.watermark, flush)
-			if flush || s.releasedTo-s.lastSweep > int64(time.Minute) {
-				s.sweep()
-				s.lastSweep = s.releasedTo
-			}
-		})
+		wg.Go(func() { s.add(ms, e.watermark, flush) })
 	}
 	wg.Wait()
 	var alerts []Alert
@@ -383,6 +376,15 @@ func (w *worker) one(rec *ingest.Record, r *result) {
 	for _, rule := range w.rs.index.candidates(ev.ObjectRef.Resource) {
 		if !rule.verbOK(ev.Verb) {
 			continue
+		}
+		if rule.pre != nil && !objects {
+			if envAny == nil {
+				envv = env{Event: *ev, Lists: w.rs.Lists}
+				envAny = envv
+			}
+			if !w.eval(rule, rule.pre, envAny) {
+				continue
+			}
 		}
 		if envAny == nil || (rule.needObjects && !objects) {
 			if rule.needObjects && !objects {

@@ -31,6 +31,31 @@ type windowMatch struct {
 	value string
 }
 
+// window is the state of one (rule, key): one small type per kind
+// (window_threshold.go, window_distinct.go, window_sequence.go).
+type window interface {
+	// add applies a match released in event-time order and reports
+	// whether the rule fires, with what the alert carries.
+	add(m *windowMatch, spec *WindowSpec) (windowResult, bool)
+	// idle reports whether nothing in the window can matter any more at
+	// event time now: no match within the window, no running cooldown.
+	idle(now int64, spec *WindowSpec) bool
+	// lastSeen is the time of the newest match, for eviction.
+	lastSeen() int64
+}
+
+func newWindow(kind WindowKind) window {
+	switch kind {
+	case WindowThreshold:
+		return &thresholdWindow{}
+	case WindowDistinct:
+		return &distinctWindow{}
+	case WindowSequence:
+		return &sequenceWindow{}
+	}
+	panic("BUG: unknown window kind " + string(kind))
+}
+
 // pendingHeap orders buffered matches by (time, input position, step desc):
 // a later step of the same event is processed first so one event does not
 // chain with itself.
@@ -66,7 +91,7 @@ type shard struct {
 	maxKeys  int
 	maxPend  int
 	pending  pendingHeap
-	rules    map[*Rule]*ruleState
+	keys     map[*Rule]map[string]window
 	alerts   []Alert
 	// releasedTo is the time up to which matches were released; lastSweep
 	// the release time of the last sweep of idle keys.
@@ -74,40 +99,14 @@ type shard struct {
 	m                     *engineMetrics
 }
 
-// ruleState is one rule's keys in one shard.
-type ruleState struct {
-	keys map[string]*keyState
-}
-
-// keyState is the window of one (rule, key). Times are unix nanoseconds.
-type keyState struct {
-	// times are the matches in the window (threshold), oldest first, and
-	// ids their auditIDs; for distinct and sequence windows ids is a sample.
-	times []int64
-	ids   []string
-	// values maps each distinct value to the last time it was seen; order
-	// lists (time, value) oldest first for expiry.
-	values map[string]int64
-	order  []timedValue
-	// starts[i] is the start time of the sequence chain that reached step
-	// i (0: not reached).
-	starts []int64
-	// last is the time of the newest match; cooldownUntil suppresses firing.
-	last, cooldownUntil int64
-}
-
-type timedValue struct {
-	t int64
-	v string
-}
-
 func newShard(lateness time.Duration, maxKeys, maxPending int, m *engineMetrics) *shard {
 	return &shard{lateness: int64(lateness), maxKeys: maxKeys, maxPend: maxPending,
-		rules: map[*Rule]*ruleState{}, m: m}
+		keys: map[*Rule]map[string]window{}, m: m}
 }
 
 // add buffers matches and releases, in event-time order, every match at or
-// before watermark − lateness. flush releases everything.
+// before watermark − lateness (all of them when flush is set). Past maxPend
+// buffered matches the oldest are released early.
 func (s *shard) add(ms []*windowMatch, watermark int64, flush bool) {
 	for _, m := range ms {
 		heap.Push(&s.pending, m)
@@ -119,155 +118,59 @@ func (s *shard) add(ms []*windowMatch, watermark int64, flush bool) {
 			break
 		}
 		heap.Pop(&s.pending)
-		if next.t > s.releasedTo {
-			s.releasedTo = next.t
-		}
+		s.releasedTo = max(s.releasedTo, next.t)
 		s.apply(next)
 	}
-}
-
-func (s *shard) state(r *Rule) *ruleState {
-	rs := s.rules[r]
-	if rs == nil {
-		rs = &ruleState{keys: map[string]*keyState{}}
-		s.rules[r] = rs
+	if flush || s.releasedTo-s.lastSweep > int64(time.Minute) {
+		s.sweep()
+		s.lastSweep = s.releasedTo
 	}
-	return rs
 }
 
 // apply runs one released match through its rule's window.
 func (s *shard) apply(m *windowMatch) {
-	rs := s.state(m.rule)
-	k := rs.keys[m.key]
-	if k == nil {
-		if len(rs.keys) >= s.maxKeys {
-			s.evict(m.rule, rs)
-		}
-		k = &keyState{}
-		rs.keys[m.key] = k
-		s.m.windowKeys.Add(1)
+	keys := s.keys[m.rule]
+	if keys == nil {
+		keys = map[string]window{}
+		s.keys[m.rule] = keys
 	}
-	w := m.rule.Spec.Window
-	within := int64(w.Within)
-	k.last = m.t
-	switch w.Kind {
-	case WindowThreshold:
-		k.expireTimes(m.t - within)
-		k.times = append(k.times, m.t)
-		k.ids = append(k.ids, m.ev.AuditID)
-		if len(k.times) >= w.Count && m.t >= k.cooldownUntil {
-			s.fire(m, k, windowResult{key: m.key, count: len(k.times),
-				first: time.Unix(0, k.times[0]).UTC(), last: time.Unix(0, m.t).UTC(), auditIDs: k.ids[:min(len(k.ids), maxSampleIDs)]})
-			k.times, k.ids = nil, nil
+	w := keys[m.key]
+	if w == nil {
+		if len(keys) >= s.maxKeys {
+			s.evict(m.rule, keys)
 		}
-	case WindowDistinct:
-		k.expireValues(m.t - within)
-		if k.values == nil {
-			k.values = map[string]int64{}
-		}
-		if _, seen := k.values[m.value]; seen || len(k.values) < maxDistinctValues {
-			if !seen && len(k.ids) < maxSampleIDs {
-				k.ids = append(k.ids, m.ev.AuditID)
-			}
-			k.values[m.value] = m.t
-			k.order = append(k.order, timedValue{m.t, m.value})
-		}
-		if len(k.values) >= w.Count && m.t >= k.cooldownUntil {
-			vals := make([]string, 0, len(k.values))
-			for v := range k.values {
-				vals = append(vals, v)
-			}
-			sort.Strings(vals)
-			if len(vals) > maxAlertDistinct {
-				vals = vals[:maxAlertDistinct]
-			}
-			s.fire(m, k, windowResult{key: m.key, count: len(k.values), first: time.Unix(0, k.order[0].t).UTC(),
-				last: time.Unix(0, m.t).UTC(), auditIDs: k.ids, distinct: vals})
-			k.values, k.order, k.ids = nil, nil, nil
-		}
-	case WindowSequence:
-		n := len(w.Steps)
-		if k.starts == nil {
-			k.starts = make([]int64, n)
-		}
-		if m.step == 0 {
-			k.starts[0] = m.t
-			k.ids = append(k.ids[:0], m.ev.AuditID)
-			return
-		}
-		start := k.starts[m.step-1]
-		if start == 0 || m.t-start > within {
-			return
-		}
-		k.starts[m.step] = start
-		if len(k.ids) < maxSampleIDs {
-			k.ids = append(k.ids, m.ev.AuditID)
-		}
-		if m.step == n-1 {
-			if m.t >= k.cooldownUntil {
-				s.fire(m, k, windowResult{key: m.key, count: n, first: time.Unix(0, start).UTC(),
-					last: time.Unix(0, m.t).UTC(), auditIDs: k.ids})
-			}
-			clear(k.starts)
-			k.ids = nil
-		}
+		w = newWindow(m.rule.Spec.Window.Kind)
+		keys[m.key] = w
+		s.m.windowKeys.Inc()
 	}
-}
-
-func (s *shard) fire(m *windowMatch, k *keyState, w windowResult) {
-	w.auditIDs = slices.Clone(w.auditIDs)
-	k.cooldownUntil = m.t + int64(m.rule.Spec.Window.Cooldown)
-	s.alerts = append(s.alerts, newAlert(m.rule, m.ev, w))
-}
-
-func (k *keyState) expireTimes(before int64) {
-	i := 0
-	for i < len(k.times) && k.times[i] <= before {
-		i++
+	if res, fire := w.add(m, m.rule.Spec.Window); fire {
+		res.key = m.key
+		res.auditIDs = slices.Clone(res.auditIDs[:min(len(res.auditIDs), maxSampleIDs)])
+		s.alerts = append(s.alerts, newAlert(m.rule, m.ev, res))
 	}
-	k.times, k.ids = k.times[i:], k.ids[i:]
-}
-
-func (k *keyState) expireValues(before int64) {
-	i := 0
-	for i < len(k.order) && k.order[i].t <= before {
-		tv := k.order[i]
-		if k.values[tv.v] == tv.t {
-			delete(k.values, tv.v)
-		}
-		i++
-	}
-	k.order = k.order[i:]
-}
-
-// idle reports whether the key holds nothing that can still matter at
-// time now: no match inside the window and no running cooldown.
-func (k *keyState) idle(now, within int64) bool {
-	return k.last <= now-within && k.cooldownUntil <= now
 }
 
 // sweep frees keys that are idle at the release point.
 func (s *shard) sweep() {
-	for r, rs := range s.rules {
-		within := int64(r.Spec.Window.Within)
-		for key, k := range rs.keys {
-			if k.idle(s.releasedTo, within) {
-				delete(rs.keys, key)
-				s.m.windowKeys.Add(-1)
+	for r, keys := range s.keys {
+		for key, w := range keys {
+			if w.idle(s.releasedTo, r.Spec.Window) {
+				delete(keys, key)
+				s.m.windowKeys.Dec()
 			}
 		}
 	}
 }
 
 // evict drops the idlest tenth of a rule's keys when it reached its bound.
-func (s *shard) evict(r *Rule, rs *ruleState) {
+func (s *shard) evict(r *Rule, keys map[string]window) {
 	type kl struct {
 		key  string
 		last int64
 	}
-	all := make([]kl, 0, len(rs.keys))
-	for key, k := range rs.keys {
-		all = append(all, kl{key, k.last})
+	all := make([]kl, 0, len(keys))
+	for key, w := range keys {
+		all = append(all, kl{key, w.lastSeen()})
 	}
 	sort.Slice(all, func(i, j int) bool {
 		if all[i].last != all[j].last {
@@ -277,8 +180,12 @@ func (s *shard) evict(r *Rule, rs *ruleState) {
 	})
 	n := max(1, len(all)/10)
 	for _, e := range all[:n] {
-		delete(rs.keys, e.key)
+		delete(keys, e.key)
 	}
 	s.m.windowKeys.Add(float64(-n))
 	s.m.evictions(r).Add(n)
 }
+
+func heapInit(h *pendingHeap) { heap.Init(h) }
+
+func unixUTC(ns int64) time.Time { return time.Unix(0, ns).UTC() }

@@ -203,3 +203,56 @@ func TestWindows_BatchSplitAndWorkers(t *testing.T) {
 		}
 	}
 }
+
+// TestEngine_SnapshotRestore stops an engine half-way, restores its state
+// into a new one and checks the alerts are those of an uninterrupted run.
+func TestEngine_SnapshotRestore(t *testing.T) {
+	rs := compileTestRules(t, windowRules)
+	var events [][]byte
+	for i := range 120 {
+		user := fmt.Sprintf("u%d", i%3)
+		if i%2 == 0 {
+			events = append(events, ev(fmt.Sprintf("a%d", i), float64(i), user, "get", "pods", 403))
+		} else {
+			events = append(events, ev(fmt.Sprintf("s%d", i), float64(i), user, "get", "secrets", 200))
+		}
+	}
+	want := runBatches(t, rs, 2, time.Minute, events)
+	if len(want) == 0 {
+		t.Fatal("no alerts: the input must fire the rules")
+	}
+	var got []string
+	emit := func(a Alert) error {
+		got = append(got, fmt.Sprintf("%s %s %d", a.Rule, a.GroupKey, a.Count))
+		return nil
+	}
+	process := func(e *Engine, evs [][]byte) {
+		recs := make([]ingest.Record, len(evs))
+		for i := range evs {
+			recs[i] = ingest.Record{Data: evs[i]}
+		}
+		if err := e.Process(context.Background(), ingest.Batch{Records: recs}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	first, _ := New(Options{Rules: rs, Workers: 2, Lateness: time.Minute, Emit: emit})
+	process(first, events[:70])
+	var snap strings.Builder
+	if err := first.Snapshot(&snap); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(snap.String(), `"pending":[{`) || !strings.Contains(snap.String(), `"burst":{`) {
+		t.Fatalf("snapshot lacks pending matches or keys: %s", snap.String()[:min(300, snap.Len())])
+	}
+	second, _ := New(Options{Rules: rs, Workers: 3, Lateness: time.Minute, Emit: emit})
+	if err := second.Restore(strings.NewReader(snap.String())); err != nil {
+		t.Fatal(err)
+	}
+	process(second, events[70:])
+	if err := second.Flush(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("after restore got\n  %v\nwant\n  %v", got, want)
+	}
+}

@@ -118,6 +118,10 @@ func (d *Decoder) decodeValue(v *fastjson.Value) (*Event, error) {
 			d.ips = appendStrings(d.ips, v)
 		case "userAgent":
 			e.UserAgent = str(v)
+		case "cluster":
+			// Not an audit API field: vigil's own serialized events
+			// (window snapshots) carry it.
+			e.Cluster = str(v)
 		case "objectRef":
 			decodeObjectRef(v, &e.ObjectRef)
 		case "responseStatus":

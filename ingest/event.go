@@ -83,9 +83,9 @@ func (e *Event) Time() time.Time {
 }
 
 // Clone returns a deep copy that owns its memory and outlives the decoder.
-// Lazily decoded objects are loaded first so the copy has them.
+// It carries requestObject and responseObject only if they were loaded
+// (LoadObjects): converting bodies is the costly part of an event.
 func (e *Event) Clone() *Event {
-	e.LoadObjects()
 	c := *e
 	c.lazy = nil
 	c.Level = clone(e.Level)

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime/debug"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -113,6 +114,10 @@ func (a *app) replay(ctx context.Context, f replayFlags, args []string) error {
 	cfg, rs, err := f.ruleSet()
 	if err != nil {
 		return err
+	}
+	if os.Getenv("GOGC") == "" {
+		// Replay allocates per event and holds little: collect less often.
+		defer debug.SetGCPercent(debug.SetGCPercent(400))
 	}
 	cluster := cmp.Or(f.cluster, cfg.Cluster)
 	workers := cmp.Or(f.workers, cfg.Detect.Workers)

@@ -125,13 +125,42 @@ func TestReplay_RealCaptures(t *testing.T) {
 // expectedDetections are "slice rule user" triples each capture must raise,
 // from the scenarios' descriptions (testdata/real-apiserver).
 var expectedDetections = []string{
+	"a_forbidden_burst forbidden-burst-user mallory",
+	"a_forbidden_burst forbidden-burst-source-ip mallory",
+	"a_forbidden_burst discovery-sweep mallory",
+	"a_forbidden_burst impersonation-denied mallory",
+	"a_forbidden_burst rbac-self-review mallory",
+	"a_forbidden_burst secret-access-denied mallory",
+	"b_secret_reads secret-enumeration system:serviceaccount:ci:secret-reader",
+	"b_secret_reads secret-list-all-namespaces-by-serviceaccount system:serviceaccount:ci:secret-reader",
 	"c_exec pod-exec kubernetes-admin",
 	"c_exec pod-attach kubernetes-admin",
 	"c_exec pod-port-forward kubernetes-admin",
 	"c_exec exec-credential-access kubernetes-admin",
+	"c_exec exec-copy-from-pod kubernetes-admin",
 	"c_exec pod-ephemeral-container kubernetes-admin",
 	"c_exec node-proxy-access kubernetes-admin",
-	"b_secret_reads secret-list-all-namespaces-by-serviceaccount system:serviceaccount:ci:secret-reader",
+	"d_privilege_bindings rbac-cluster-admin-binding kubernetes-admin",
+	"d_privilege_bindings rbac-binding-to-public-group kubernetes-admin",
+	"d_privilege_bindings rbac-role-wildcard kubernetes-admin",
+	"d_privilege_bindings rbac-role-escalate-bind-impersonate kubernetes-admin",
+	"d_privilege_bindings rbac-system-role-modified kubernetes-admin",
+	"d_privilege_bindings anonymous-request-allowed system:anonymous",
+	"d_privilege_bindings grant-then-use mallory",
+	"d_privilege_bindings grant-then-use system:anonymous",
+	"e1_privileged_pod pod-privileged kubernetes-admin",
+	"e1_privileged_pod pod-host-namespaces kubernetes-admin",
+	"e1_privileged_pod pod-sensitive-host-path kubernetes-admin",
+	"e2_impersonation impersonation-privileged-identity kubernetes-admin",
+	"e2_impersonation impersonation-denied alice",
+	"e3_token_request serviceaccount-token-requested-kube-system kubernetes-admin",
+	"e4_webhook_config admission-webhook-changed kubernetes-admin",
+	"e5_delete_events events-deleted kubernetes-admin",
+	"e6_anonymous grant-then-use system:serviceaccount:ci:deployer",
+	"e6_anonymous serviceaccount-unusual-user-agent system:serviceaccount:ci:deployer",
+	"e7_csr csr-privileged-identity-refused system:serviceaccount:ci:deployer",
+	"e7_csr csr-approved kubernetes-admin",
+	"e7_csr control-plane-identity-unexpected-client system:kube-controller-manager",
 }
 
 func goldenFile(t *testing.T, name string, got []byte) {
@@ -293,6 +322,30 @@ func TestRulesTest_BuiltinAndBrokenFixture(t *testing.T) {
 		`quiet case "an exec"`, "- want no alert", "+ got 1 alerts", "0 passed, 2 failed"} {
 		if !strings.Contains(out, s) {
 			t.Errorf("output lacks %q:\n%s", s, out)
+		}
+	}
+}
+
+// TestReplay_WorkerCountDoesNotMatter replays a real capture with 1, 2 and
+// 8 workers: the alerts must be identical, in the same order.
+func TestReplay_WorkerCountDoesNotMatter(t *testing.T) {
+	in := filepath.Join("..", "..", "testdata", "real-apiserver", "run5", "audit.log.gz")
+	var first []byte
+	for _, w := range []string{"1", "2", "8"} {
+		out := filepath.Join(t.TempDir(), "alerts.jsonl")
+		if code, _, stderr := vigil(t, "", "replay", in, "-q", "--workers", w, "-o", out); code != 0 {
+			t.Fatalf("workers %s: exit %d: %s", w, code, stderr)
+		}
+		got, err := os.ReadFile(out)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if first == nil {
+			first = got
+			continue
+		}
+		if !bytes.Equal(got, first) {
+			t.Errorf("workers %s: alerts differ from workers 1", w)
 		}
 	}
 }

@@ -1,0 +1,134 @@
+package detect
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"hash/maphash"
+	"io"
+	"strconv"
+
+	"github.com/vigil-k8s/vigil/ingest"
+)
+
+// snapshotVersion is bumped when the format changes incompatibly.
+const snapshotVersion = 1
+
+// snapshot is the serialized window state of an engine.
+type snapshot struct {
+	Version   int                                   `json:"version"`
+	Watermark int64                                 `json:"watermark"`
+	Seq       uint64                                `json:"seq"`
+	RawRules  map[string]map[string]json.RawMessage `json:"rules"`
+	Pending   []pendingMatch                        `json:"pending"`
+}
+
+// pendingMatch is a buffered match with its event, re-decoded on restore.
+type pendingMatch struct {
+	Rule  string          `json:"rule"`
+	Key   string          `json:"key"`
+	Step  int             `json:"step"`
+	Value string          `json:"value,omitempty"`
+	Seq   uint64          `json:"seq"`
+	Event json.RawMessage `json:"event"`
+}
+
+// Snapshot writes the window state (keys, cooldowns and the matches still
+// buffered for ordering) as JSON, so a restarted engine continues where this
+// one stopped. Call it from the goroutine that calls Process.
+func (e *Engine) Snapshot(w io.Writer) error {
+	s := snapshot{Version: snapshotVersion, Watermark: e.watermark, Seq: e.seq,
+		RawRules: map[string]map[string]json.RawMessage{}}
+	for _, sh := range e.shards {
+		for r, keys := range sh.keys {
+			out := s.RawRules[r.Spec.ID]
+			if out == nil {
+				out = map[string]json.RawMessage{}
+				s.RawRules[r.Spec.ID] = out
+			}
+			for k, win := range keys {
+				b, err := json.Marshal(win)
+				if err != nil {
+					return fmt.Errorf("snapshot rule %s: %w", r.Spec.ID, err)
+				}
+				out[k] = b
+			}
+		}
+		for _, m := range sh.pending {
+			ev, err := json.Marshal(m.ev)
+			if err != nil {
+				return fmt.Errorf("snapshot pending match of %s: %w", m.rule.Spec.ID, err)
+			}
+			s.Pending = append(s.Pending, pendingMatch{Rule: m.rule.Spec.ID, Key: m.key, Step: m.step,
+				Value: m.value, Seq: m.seq, Event: ev})
+		}
+	}
+	enc := json.NewEncoder(w)
+	if err := enc.Encode(&s); err != nil {
+		return fmt.Errorf("write snapshot: %w", err)
+	}
+	return nil
+}
+
+// Restore loads a snapshot into a fresh engine. State of rules that no
+// longer exist, or whose window kind changed, is dropped (and counted in
+// the returned error, which is informational: the rest is restored).
+func (e *Engine) Restore(r io.Reader) error {
+	var s snapshot
+	if err := json.NewDecoder(r).Decode(&s); err != nil {
+		return fmt.Errorf("read snapshot: %w", err)
+	}
+	if s.Version != snapshotVersion {
+		return fmt.Errorf("read snapshot: version %d, want %d", s.Version, snapshotVersion)
+	}
+	e.watermark = max(e.watermark, s.Watermark)
+	e.seq = max(e.seq, s.Seq)
+	var dropped []error
+	for id, keys := range s.RawRules {
+		rule := e.rules.Rule(id)
+		if rule == nil || rule.Spec.Window == nil {
+			dropped = append(dropped, fmt.Errorf("rule %s: no longer a window rule, %d keys dropped", id, len(keys)))
+			continue
+		}
+		for k, raw := range keys {
+			win := newWindow(rule.Spec.Window.Kind)
+			if err := json.Unmarshal(raw, win); err != nil {
+				dropped = append(dropped, fmt.Errorf("rule %s key %q: %w", id, k, err))
+				continue
+			}
+			sh := e.shardFor(rule, k)
+			if sh.keys[rule] == nil {
+				sh.keys[rule] = map[string]window{}
+			}
+			sh.keys[rule][k] = win
+			e.m.windowKeys.Inc()
+		}
+	}
+	var dec ingest.Decoder
+	for _, p := range s.Pending {
+		rule := e.rules.Rule(p.Rule)
+		if rule == nil || rule.Spec.Window == nil {
+			dropped = append(dropped, fmt.Errorf("rule %s: pending match dropped", p.Rule))
+			continue
+		}
+		ev, err := dec.Decode(p.Event)
+		if err != nil {
+			dropped = append(dropped, fmt.Errorf("rule %s: pending event: %w", p.Rule, err))
+			continue
+		}
+		m := &windowMatch{rule: rule, ev: ev.Clone(), t: ev.Time().UnixNano(), seq: p.Seq, key: p.Key, step: p.Step, value: p.Value}
+		sh := e.shardFor(rule, p.Key)
+		sh.pending = append(sh.pending, m)
+	}
+	for _, sh := range e.shards {
+		heapInit(&sh.pending)
+	}
+	return errors.Join(dropped...)
+}
+
+// shardFor returns the shard that owns (rule, key).
+func (e *Engine) shardFor(r *Rule, key string) *shard { return e.shards[e.shardIndex(r, key)] }
+
+func (e *Engine) shardIndex(r *Rule, key string) int {
+	return int(maphash.String(e.seed, strconv.Itoa(r.idx)+"\x00"+key) % uint64(len(e.shards)))
+}
