@@ -51,10 +51,10 @@ func (e *Event) LoadObjects() {
 	}
 	e.lazy.loaded = true
 	if e.lazy.req != nil {
-		e.RequestObject = toAny(e.lazy.req)
+		e.RequestObject = objectToAny(e.lazy.req)
 	}
 	if e.lazy.resp != nil {
-		e.ResponseObject = toAny(e.lazy.resp)
+		e.ResponseObject = objectToAny(e.lazy.resp)
 	}
 }
 
@@ -294,6 +294,16 @@ func b2s(b []byte) string {
 	return unsafe.String(unsafe.SliceData(b), len(b))
 }
 
+// objectToAny converts a request or response body, leaving out
+// metadata.managedFields: it is bookkeeping of field owners, often half of
+// an object, and no detection reads it.
+func objectToAny(v *fastjson.Value) any {
+	if md := v.Get("metadata"); md != nil && md.Type() == fastjson.TypeObject {
+		md.GetObject().Del("managedFields")
+	}
+	return toAny(v)
+}
+
 // toAny converts a parsed JSON value to plain Go values that expressions and
 // templates understand. Strings are copied: objects may outlive the parser
 // through Clone.
@@ -358,7 +368,7 @@ func parseUTC(b []byte) (time.Time, bool) {
 	hh, ok4 := num(b[11:13])
 	mm, ok5 := num(b[14:16])
 	ss, ok6 := num(b[17:19])
-	if !(ok1 && ok2 && ok3 && ok4 && ok5 && ok6) || mon < 1 || mon > 12 || day < 1 || day > 31 || hh > 23 || mm > 59 || ss > 60 {
+	if !(ok1 && ok2 && ok3 && ok4 && ok5 && ok6) || mon < 1 || mon > 12 || day < 1 || day > daysIn(mon, year) || hh > 23 || mm > 59 || ss > 59 {
 		return time.Time{}, false
 	}
 	nsec := 0
@@ -376,4 +386,19 @@ func parseUTC(b []byte) (time.Time, bool) {
 		nsec = frac
 	}
 	return time.Date(year, time.Month(mon), day, hh, mm, ss, nsec, time.UTC), true
+}
+
+// daysIn returns the number of days of a month, so the fast path rejects
+// what time.Parse rejects instead of normalizing it.
+func daysIn(month, year int) int {
+	switch month {
+	case 2:
+		if year%4 == 0 && (year%100 != 0 || year%400 == 0) {
+			return 29
+		}
+		return 28
+	case 4, 6, 9, 11:
+		return 30
+	}
+	return 31
 }

@@ -12,6 +12,7 @@ import (
 	"runtime/debug"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -21,6 +22,7 @@ import (
 	"github.com/vigil-k8s/vigil/detect"
 	"github.com/vigil-k8s/vigil/ingest"
 	"github.com/vigil-k8s/vigil/ingest/logfile"
+	"github.com/vigil-k8s/vigil/sinks"
 )
 
 type replayFlags struct {
@@ -123,25 +125,22 @@ func (a *app) replay(ctx context.Context, f replayFlags, args []string) error {
 	workers := cmp.Or(f.workers, cfg.Detect.Workers)
 	lateness := cmp.Or(f.lateness, cfg.lateness())
 
-	var out io.Writer = a.stdout
-	if f.output != "" {
-		file, err := os.Create(f.output)
-		if err != nil {
-			return fmt.Errorf("create output: %w", err)
-		}
-		defer file.Close()
-		out = file
+	// Alerts go through the sinks (stdout, -o FILE and the config's sinks:
+	// list), the same code as vigil serve; --format text is for a person
+	// at a terminal and writes lines itself.
+	send, closeOutput, err := a.replayOutput(ctx, cfg, f)
+	if err != nil {
+		return err
 	}
-	bw := bufio.NewWriterSize(out, 64<<10)
+	defer closeOutput(context.WithoutCancel(ctx))
 	sum := newSummary()
 	var tripped []detect.Alert
-	write := alertWriter(bw, f.format)
 	emit := func(al detect.Alert) error {
 		sum.alert(al)
 		if failOn != detect.SeverityUnknown && al.Severity >= failOn {
 			tripped = append(tripped, al)
 		}
-		return write(al)
+		return send(al)
 	}
 
 	var strictErr error
@@ -200,8 +199,8 @@ func (a *app) replay(ctx context.Context, f replayFlags, args []string) error {
 	if err := eng.Flush(ctx); err != nil {
 		return err
 	}
-	if err := bw.Flush(); err != nil {
-		return fmt.Errorf("write alerts: %w", err)
+	if err := closeOutput(ctx); err != nil {
+		return fmt.Errorf("deliver alerts: %w", err)
 	}
 	progress.stop()
 	sum.duplicates = int(set.GetOrCreateCounter("vigil_detect_duplicate_events_total").Get())
@@ -213,6 +212,66 @@ func (a *app) replay(ctx context.Context, f replayFlags, args []string) error {
 		return gateError{fmt.Sprintf("%d alerts at or above %s (--fail-on)", len(tripped), failOn)}
 	}
 	return nil
+}
+
+// replayOutput returns where replay's alerts go and the function that
+// flushes and closes it (safe to call twice).
+func (a *app) replayOutput(ctx context.Context, cfg *Config, f replayFlags) (func(detect.Alert) error, func(context.Context) error, error) {
+	if f.format != "text" {
+		disp, err := a.buildSinks(ctx, cfg, sinkSetup{output: f.output})
+		if err != nil {
+			return nil, nil, err
+		}
+		var once sync.Once
+		var cerr error
+		closeFn := func(ctx context.Context) error {
+			once.Do(func() { cerr = disp.Close(ctx) })
+			return cerr
+		}
+		return func(al detect.Alert) error { return disp.Dispatch(ctx, al) }, closeFn, nil
+	}
+	var out io.Writer = a.stdout
+	var file *os.File
+	if f.output != "" {
+		var err error
+		if file, err = os.Create(f.output); err != nil {
+			return nil, nil, usagef("create output: %v", err)
+		}
+		out = file
+	}
+	bw := bufio.NewWriterSize(out, 64<<10)
+	write := textWriter(bw)
+	var disp *sinks.Dispatcher
+	if sc, err := cfg.sinkConfig(); err != nil {
+		return nil, nil, err
+	} else if len(sc.Sinks) > 0 {
+		if disp, err = a.buildSinks(ctx, cfg, sinkSetup{}); err != nil {
+			return nil, nil, err
+		}
+	}
+	var once sync.Once
+	var cerr error
+	closeFn := func(ctx context.Context) error {
+		once.Do(func() {
+			cerr = bw.Flush()
+			if file != nil {
+				cerr = errors.Join(cerr, file.Close())
+			}
+			if disp != nil {
+				cerr = errors.Join(cerr, disp.Close(ctx))
+			}
+		})
+		return cerr
+	}
+	send := func(al detect.Alert) error {
+		if disp != nil {
+			if err := disp.Dispatch(ctx, al); err != nil {
+				return err
+			}
+		}
+		return write(al)
+	}
+	return send, closeFn, nil
 }
 
 type readResult struct {
@@ -247,17 +306,12 @@ func readAhead(ctx context.Context, src ingest.Source, n int) <-chan readResult 
 	return ch
 }
 
-// alertWriter returns a function writing one alert per line.
-func alertWriter(w io.Writer, format string) func(detect.Alert) error {
-	if format == "text" {
-		return func(al detect.Alert) error {
-			_, err := io.WriteString(w, formatText(al)+"\n")
-			return err
-		}
+// textWriter returns a function writing one alert per line for people.
+func textWriter(w io.Writer) func(detect.Alert) error {
+	return func(al detect.Alert) error {
+		_, err := io.WriteString(w, formatText(al)+"\n")
+		return err
 	}
-	enc := json.NewEncoder(w)
-	enc.SetEscapeHTML(false)
-	return func(al detect.Alert) error { return enc.Encode(al) }
 }
 
 // formatText renders an alert on one line for people.
