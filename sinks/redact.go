@@ -1,0 +1,177 @@
+package sinks
+
+import (
+	"net/url"
+	"regexp"
+	"strings"
+
+	"github.com/vigil-k8s/vigil/detect"
+)
+
+// Redacted replaces secret material in alerts.
+const Redacted = "[REDACTED]"
+
+// Alerts carry no request or response bodies, but a rule's output template
+// can print objects, a requestURI can carry a token in its query and an
+// exec command can carry a password. Redact scrubs what such values look
+// like wherever they appear: the data of secrets and configmaps as a
+// template prints them, values of credential-named keys, bearer and basic
+// credentials, JWTs (service-account and bound tokens), private keys and
+// the well-known API key formats.
+var (
+	// privateKey matches a PEM private key, also one cut short.
+	privateKey = regexp.MustCompile(`-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----(?s:.*?)(-----END [A-Z0-9 ]*PRIVATE KEY-----|$)`)
+	// urlPassword matches the password of scheme://user:password@host.
+	urlPassword = regexp.MustCompile(`(://[^/\s:@]+:)[^/\s@]+@`)
+	jwt         = regexp.MustCompile(`eyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*`)
+	authScheme  = regexp.MustCompile(`(?i)\b(bearer|basic)(\s+|%20|\+)[A-Za-z0-9._~+/=%-]{6,}`)
+	// dataMap matches the data of a secret or configmap printed by a
+	// template (map[...]) or as JSON ({...}).
+	dataMap = regexp.MustCompile(`(?i)\b((?:string|binary)?data)("?\s*:\s*)(map\[[^\]]*\]|\{[^}]*\})`)
+	// keyValue matches key=value and key:value where the key names a
+	// credential.
+	keyValue = regexp.MustCompile(`(?i)([A-Za-z0-9_.-]*(?:passw(?:or)?d|pwd|secret|token|api[_-]?key|access[_-]?key|private[_-]?key|credential|auth)[A-Za-z0-9_.-]*)("?\s*[:=]\s*"?|%3D)([^\s"'&,;\]\)}]+)`)
+	// knownKeys are provider key formats: AWS access key ids, GitHub,
+	// Slack and Stripe tokens, Google API keys, Kubernetes bootstrap
+	// tokens.
+	knownKeys = regexp.MustCompile(`\b(AKIA[0-9A-Z]{16}|gh[pousr]_[A-Za-z0-9]{30,}|xox[abprs]-[A-Za-z0-9-]{10,}|[rs]k_(?:live|test)_[A-Za-z0-9]{10,}|AIza[0-9A-Za-z_-]{35}|[a-z0-9]{6}\.[a-z0-9]{16})\b`)
+)
+
+// notCredentialKeys are key names the keyValue pattern would catch that
+// name things, not hold secrets: the secret names in an alert are what the
+// analyst needs.
+var notCredentialKeys = map[string]bool{
+	"secrets": true, "secret": true, "secretname": true, "secretnames": true, "secretref": true,
+	"tokenreviews": true, "serviceaccounts/token": true, "auth": true, "authorization.k8s.io/decision": true,
+	"authorization.k8s.io/reason": true, "authentication.kubernetes.io/credential-id": true,
+}
+
+// sensitiveQuery are query parameters whose values are credentials.
+var sensitiveQuery = regexp.MustCompile(`(?i)(passw|pwd|secret|token|key|auth|credential|signature|sig$|session|code$)`)
+
+// RedactText scrubs secret material from s. Each pattern runs only when a
+// cheap substring test says it could match: most alert text has nothing to
+// redact, and Dispatch runs this on every field of every alert.
+func RedactText(s string) string {
+	if s == "" {
+		return s
+	}
+	if strings.Contains(s, "PRIVATE KEY-----") {
+		s = privateKey.ReplaceAllString(s, "[REDACTED PRIVATE KEY]")
+	}
+	if strings.Contains(s, "eyJ") {
+		s = jwt.ReplaceAllString(s, "[REDACTED JWT]")
+	}
+	if strings.Contains(s, "@") {
+		s = urlPassword.ReplaceAllString(s, "${1}"+Redacted+"@")
+	}
+	if strings.ContainsAny(s, " +%") && (strings.Contains(s, "earer") || strings.Contains(s, "asic") ||
+		strings.Contains(s, "EARER") || strings.Contains(s, "ASIC")) {
+		s = authScheme.ReplaceAllString(s, "$1 "+Redacted)
+	}
+	lower := strings.ToLower(s)
+	if strings.ContainsAny(s, ":=") || strings.Contains(s, "%3D") {
+		if strings.Contains(lower, "data") {
+			s = dataMap.ReplaceAllString(s, "$1$2"+Redacted)
+		}
+		if containsAny(lower, credentialWords) {
+			s = keyValue.ReplaceAllStringFunc(s, func(m string) string {
+				sub := keyValue.FindStringSubmatch(m)
+				v := strings.ToLower(sub[3])
+				if notCredentialKeys[strings.ToLower(sub[1])] || strings.HasPrefix(sub[3], "[REDACTED") || v == "bearer" || v == "basic" {
+					return m
+				}
+				return sub[1] + sub[2] + Redacted
+			})
+		}
+	}
+	if containsAny(s, knownKeyHints) {
+		s = knownKeys.ReplaceAllString(s, Redacted)
+	}
+	return s
+}
+
+// credentialWords prefilter keyValue; knownKeyHints prefilter knownKeys
+// (the bootstrap token format needs a '.').
+var (
+	credentialWords = []string{"passw", "pwd", "secret", "token", "key", "credential", "auth"}
+	knownKeyHints   = []string{"AKIA", "gh", "xox", "k_live_", "k_test_", "AIza", "."}
+)
+
+func containsAny(s string, subs []string) bool {
+	for _, sub := range subs {
+		if strings.Contains(s, sub) {
+			return true
+		}
+	}
+	return false
+}
+
+// RedactURI redacts the values of credential-like query parameters and
+// then scrubs the rest as text. The exec command parameters stay readable.
+func RedactURI(uri string) string {
+	p, q, ok := strings.Cut(uri, "?")
+	if !ok {
+		return RedactText(uri)
+	}
+	vals, err := url.ParseQuery(q)
+	if err != nil {
+		return RedactText(p) + "?" + Redacted
+	}
+	changed := false
+	for k, vs := range vals {
+		if k == "command" || !sensitiveQuery.MatchString(k) {
+			continue
+		}
+		for i := range vs {
+			vs[i] = Redacted
+		}
+		changed = true
+	}
+	if changed {
+		q = vals.Encode()
+	}
+	return RedactText(p + "?" + q)
+}
+
+// Redact returns a copy of a with secret material scrubbed from every
+// free-text field. It never modifies a's slices or maps in place.
+func Redact(a detect.Alert) detect.Alert {
+	a.Title = RedactText(a.Title)
+	a.Description = RedactText(a.Description)
+	a.Message = RedactText(a.Message)
+	a.RequestURI = RedactURI(a.RequestURI)
+	a.ExecCommand = RedactText(a.ExecCommand)
+	a.UserAgent = RedactText(a.UserAgent)
+	a.GroupKey = RedactText(a.GroupKey)
+	a.Distinct = redactAll(a.Distinct)
+	a.User.Extra = redactExtra(a.User.Extra)
+	if a.ImpersonatedUser != nil {
+		u := *a.ImpersonatedUser
+		u.Extra = redactExtra(u.Extra)
+		a.ImpersonatedUser = &u
+	}
+	return a
+}
+
+func redactAll(in []string) []string {
+	if in == nil {
+		return nil
+	}
+	out := make([]string, len(in))
+	for i, s := range in {
+		out[i] = RedactText(s)
+	}
+	return out
+}
+
+func redactExtra(in map[string][]string) map[string][]string {
+	if in == nil {
+		return nil
+	}
+	out := make(map[string][]string, len(in))
+	for k, v := range in {
+		out[k] = redactAll(v)
+	}
+	return out
+}
