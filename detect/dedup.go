@@ -8,8 +8,10 @@ type dedupSet struct {
 	cur, prev map[uint64]struct{}
 }
 
+// newDedupSet makes an empty set; maps grow as keys come, so a short-lived
+// engine (fixtures) pays for what it uses.
 func newDedupSet(size int) *dedupSet {
-	return &dedupSet{size: size, cur: make(map[uint64]struct{}, size)}
+	return &dedupSet{size: size, cur: map[uint64]struct{}{}}
 }
 
 // seen reports whether k was added before, and adds it.
@@ -21,7 +23,7 @@ func (d *dedupSet) seen(k uint64) bool {
 		return true
 	}
 	if len(d.cur) >= d.size {
-		d.prev, d.cur = d.cur, make(map[uint64]struct{}, d.size)
+		d.prev, d.cur = d.cur, make(map[uint64]struct{}, len(d.cur))
 	}
 	d.cur[k] = struct{}{}
 	return false
