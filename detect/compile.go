@@ -30,37 +30,48 @@ type RuleSet struct {
 	// Disabled are the ids of rules that were loaded but are not enabled.
 	Disabled []string
 
-	index           ruleIndex
-	needAnnotations bool
+	index ruleIndex
+	// needAnnotations and needExtra say whether any rule reads annotations
+	// or user.extra, which the decoder fills only on demand.
+	needAnnotations, needExtra bool
 }
 
 // Rule is a compiled rule. It is immutable after Compile.
 type Rule struct {
 	Spec RuleSpec
 
-	idx   int
-	match *vm.Program
-	// pre holds the conditions of match that read no request or response
-	// body, for rules that read one: when pre is false the body is never
-	// decoded (nil when there is nothing to split).
-	pre        *vm.Program
-	exceptions []*vm.Program
+	idx        int
+	match      *program
+	exceptions []*program
 	output     *template.Template
-	by         []*vm.Program
-	distinct   *vm.Program
+	by         []*program
+	distinct   *program
 	steps      []compiledStep
-	// needObjects is set when an expression or the output reads
-	// requestObject or responseObject, which are decoded lazily;
-	// needAnnotations when one reads annotations.
-	needObjects, needAnnotations bool
-	// resources and verbs are the constant conditions of match (nil: any).
-	resources, verbs map[string]struct{}
+	// outputObjects is set when the output template reads requestObject
+	// or responseObject, which are decoded lazily; needAnnotations when an
+	// expression or the output reads annotations.
+	outputObjects, needAnnotations, needExtra bool
+	// resources are the resources the rule can match (nil: any), and
+	// checks the constant conditions every match satisfies, tested before
+	// any expression runs (index.go).
+	resources map[string]struct{}
+	checks    []check
 }
 
 type compiledStep struct {
 	name  string
-	match *vm.Program
-	by    []*vm.Program
+	match *program
+	by    []*program
+}
+
+// program is a compiled expression. objects is set when it reads
+// requestObject or responseObject; pre then holds its top-level &&
+// conditions that read neither, so an event they reject never has its
+// bodies decoded (nil when there is nothing to split).
+type program struct {
+	p       *vm.Program
+	objects bool
+	pre     *vm.Program
 }
 
 // Stateful reports whether the rule has a window.
@@ -103,6 +114,7 @@ func Compile(c *Catalog) (*RuleSet, error) {
 	}
 	for _, r := range rs.Rules {
 		rs.needAnnotations = rs.needAnnotations || r.needAnnotations
+		rs.needExtra = rs.needExtra || r.needExtra
 	}
 	rs.index = buildIndex(rs.Rules)
 	return rs, nil
@@ -143,15 +155,15 @@ func compileRule(spec RuleSpec, lists *compiledLists) (*Rule, error) {
 		fail("audit.level is required (Metadata, Request or RequestResponse)")
 	}
 	var refs exprRefs
-	compileBool := func(field, src string) *vm.Program {
-		p, err := compileExpr(src, lists, &refs, expr.AsBool())
+	compileBool := func(field, src string) *program {
+		p, err := compileExpr(src, lists, &refs, true)
 		if err != nil {
 			fail("%s: %v", field, err)
 		}
 		return p
 	}
-	compileAny := func(field, src string) *vm.Program {
-		p, err := compileExpr(src, lists, &refs)
+	compileAny := func(field, src string) *program {
+		p, err := compileExpr(src, lists, &refs, false)
 		if err != nil {
 			fail("%s: %v", field, err)
 		}
@@ -228,41 +240,42 @@ func compileRule(spec RuleSpec, lists *compiledLists) (*Rule, error) {
 		fail("output: %v", err)
 	}
 	r.output = t
-	r.needObjects = refs.objects || strings.Contains(out, "Object")
-	if r.needObjects && r.match != nil {
-		if src := bodyFreeConjuncts(spec.Match); src != "" {
-			var ignored exprRefs
-			r.pre, _ = compileExpr(src, lists, &ignored, expr.AsBool())
-		}
-	}
+	r.outputObjects = strings.Contains(out, "Object")
 	r.needAnnotations = refs.annotations || strings.Contains(out, "annotations")
+	r.needExtra = refs.extra || strings.Contains(out, "extra")
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
-	r.resources, r.verbs = ruleConstraints(r)
+	r.resources, r.checks = ruleConstraints(r)
 	return r, nil
 }
 
 // exprRefs records which lazily filled parts of the environment the
 // expressions of a rule read.
 type exprRefs struct {
-	objects, annotations bool
+	objects, annotations, extra bool
 }
 
-func compileExpr(src string, lists *compiledLists, refs *exprRefs, extra ...expr.Option) (*vm.Program, error) {
+func compileExpr(src string, lists *compiledLists, refs *exprRefs, boolean bool) (*program, error) {
 	tree, err := parser.Parse(src)
 	if err != nil {
 		return nil, err
 	}
 	var errs []error
+	var own exprRefs
 	ast.Walk(&tree.Node, visitor(func(n ast.Node) {
 		switch n := n.(type) {
 		case *ast.IdentifierNode:
 			switch n.Value {
 			case "requestObject", "responseObject":
-				refs.objects = true
+				own.objects = true
 			case "annotations":
-				refs.annotations = true
+				own.annotations = true
+			}
+		case *ast.StringNode:
+			// user.extra parses as a member with the property "extra".
+			if n.Value == "extra" {
+				own.extra = true
 			}
 		case *ast.CallNode:
 			// A list named by a constant must exist: a typo would make the
@@ -284,99 +297,32 @@ func compileExpr(src string, lists *compiledLists, refs *exprRefs, extra ...expr
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
+	refs.objects = refs.objects || own.objects
+	refs.annotations = refs.annotations || own.annotations
+	refs.extra = refs.extra || own.extra
 	opts := append([]expr.Option{expr.Env(env{})}, helperOptions(lists)...)
-	opts = append(opts, extra...)
-	return expr.Compile(src, opts...)
+	if boolean {
+		opts = append(opts, expr.AsBool())
+	}
+	p, err := expr.Compile(src, opts...)
+	if err != nil {
+		return nil, err
+	}
+	prog := &program{p: p, objects: own.objects}
+	if boolean && own.objects {
+		if pre := bodyFreeConjuncts(src); pre != "" {
+			prog.pre, err = expr.Compile(pre, opts...)
+			if err != nil {
+				return nil, fmt.Errorf("BUG: body-free part %q of a valid expression does not compile: %w", pre, err)
+			}
+		}
+	}
+	return prog, nil
 }
 
 type visitor func(ast.Node)
 
 func (v visitor) Visit(n *ast.Node) { v(*n) }
-
-// ruleConstraints extracts the constant resource and verb conditions that
-// every match of the rule must satisfy, for the rule index.
-func ruleConstraints(r *Rule) (resources, verbs map[string]struct{}) {
-	if r.match != nil {
-		return matchConstraints(r.Spec.Match)
-	}
-	// A sequence: an event may match any step.
-	for i, st := range r.Spec.Window.Steps {
-		res, vb := matchConstraints(st.Match)
-		if i == 0 {
-			resources, verbs = res, vb
-			continue
-		}
-		resources, verbs = union(resources, res), union(verbs, vb)
-	}
-	return resources, verbs
-}
-
-func union(a, b map[string]struct{}) map[string]struct{} {
-	if a == nil || b == nil {
-		return nil
-	}
-	for k := range b {
-		a[k] = struct{}{}
-	}
-	return a
-}
-
-func matchConstraints(src string) (resources, verbs map[string]struct{}) {
-	tree, err := parser.Parse(src)
-	if err != nil {
-		return nil, nil
-	}
-	var walk func(n ast.Node)
-	walk = func(n ast.Node) {
-		b, ok := n.(*ast.BinaryNode)
-		if !ok {
-			return
-		}
-		switch b.Operator {
-		case "&&", "and":
-			walk(b.Left)
-			walk(b.Right)
-		case "==", "in":
-			field, values := constCondition(b)
-			switch {
-			case field == "objectRef.resource" && resources == nil:
-				resources = values
-			case field == "verb" && verbs == nil:
-				verbs = values
-			}
-		}
-	}
-	walk(tree.Node)
-	return resources, verbs
-}
-
-// constCondition recognizes `FIELD == "x"`, `"x" == FIELD` and
-// `FIELD in ["x", "y"]`.
-func constCondition(b *ast.BinaryNode) (string, map[string]struct{}) {
-	left, right := b.Left, b.Right
-	if b.Operator == "==" {
-		if _, ok := left.(*ast.StringNode); ok {
-			left, right = right, left
-		}
-		if s, ok := right.(*ast.StringNode); ok {
-			return fieldPath(left), map[string]struct{}{s.Value: {}}
-		}
-		return "", nil
-	}
-	arr, ok := right.(*ast.ArrayNode)
-	if !ok {
-		return "", nil
-	}
-	set := map[string]struct{}{}
-	for _, n := range arr.Nodes {
-		s, ok := n.(*ast.StringNode)
-		if !ok {
-			return "", nil
-		}
-		set[s.Value] = struct{}{}
-	}
-	return fieldPath(left), set
-}
 
 func fieldPath(n ast.Node) string {
 	switch n := n.(type) {

@@ -126,7 +126,7 @@ func New(o Options) (*Engine, error) {
 	}
 	for range o.Workers {
 		e.workers = append(e.workers, &worker{rs: o.Rules, seed: e.seed, m: e.m, log: o.Logger, since: e.since, until: e.until,
-			dec: ingest.Decoder{Annotations: o.Rules.needAnnotations}})
+			dec: ingest.Decoder{Annotations: o.Rules.needAnnotations, Extra: o.Rules.needExtra}})
 	}
 	nShards := o.Workers
 	for range nShards {
@@ -368,37 +368,19 @@ func (w *worker) one(rec *ingest.Record, r *result) {
 	h.WriteString(ev.Stage)
 	r.evKey = h.Sum64()
 
-	var (
-		envv    env
-		envAny  any
-		objects bool
-	)
+	x := &evalCtx{w: w, ev: ev}
 	for _, rule := range w.rs.index.candidates(ev.ObjectRef.Resource) {
-		if !rule.verbOK(ev.Verb) {
+		if !rule.prefilter(ev) {
 			continue
 		}
-		if rule.pre != nil && !objects {
-			if envAny == nil {
-				envv = env{Event: *ev, Lists: w.rs.Lists}
-				envAny = envv
-			}
-			if !w.eval(rule, rule.pre, envAny) {
-				continue
-			}
-		}
-		if envAny == nil || (rule.needObjects && !objects) {
-			if rule.needObjects && !objects {
-				ev.LoadObjects()
-				objects = true
-			}
-			envv = env{Event: *ev, Lists: w.rs.Lists}
-			envAny = envv
-		}
-		if rule.match != nil && !w.eval(rule, rule.match, envAny) {
+		if rule.match != nil && !x.test(rule, rule.match) {
 			continue
 		}
-		if rule.steps == nil && w.excepted(rule, envAny) {
+		if rule.steps == nil && x.excepted(rule) {
 			continue
+		}
+		if rule.outputObjects {
+			x.loadObjects()
 		}
 		if rule.Spec.Window == nil {
 			w.m.matches(rule).Inc()
@@ -406,37 +388,99 @@ func (w *worker) one(rec *ingest.Record, r *result) {
 			r.alertRules = append(r.alertRules, rule)
 			continue
 		}
-		w.windowMatches(rule, ev, envAny, r)
+		x.windowMatches(rule, r)
 	}
 }
 
+// evalCtx evaluates the rules of one event: it boxes the environment once
+// and decodes the bodies only when an expression that reads them runs.
+type evalCtx struct {
+	w      *worker
+	ev     *ingest.Event
+	envAny any
+	loaded bool
+}
+
+func (x *evalCtx) env() any {
+	if x.envAny == nil {
+		x.envAny = env{Event: *x.ev, Lists: x.w.rs.Lists}
+	}
+	return x.envAny
+}
+
+func (x *evalCtx) loadObjects() {
+	if !x.loaded {
+		x.loaded = true
+		x.ev.LoadObjects()
+		x.envAny = nil
+	}
+}
+
+// run evaluates p; for a boolean program that reads bodies, its body-free
+// conditions first.
+func (x *evalCtx) run(rule *Rule, p *program) (any, bool) {
+	if p.objects && !x.loaded {
+		if p.pre != nil {
+			if out, ok := x.exec(rule, p.pre); !ok || out != true {
+				return false, ok
+			}
+		}
+		x.loadObjects()
+	}
+	return x.exec(rule, p.p)
+}
+
+func (x *evalCtx) exec(rule *Rule, p *vm.Program) (any, bool) {
+	out, err := x.w.vm.Run(p, x.env())
+	if err != nil {
+		x.w.runtimeError(rule, err)
+		return nil, false
+	}
+	return out, true
+}
+
+func (x *evalCtx) test(rule *Rule, p *program) bool {
+	out, _ := x.run(rule, p)
+	b, _ := out.(bool)
+	return b
+}
+
+func (x *evalCtx) excepted(rule *Rule) bool {
+	for _, p := range rule.exceptions {
+		if x.test(rule, p) {
+			x.w.m.suppressed(rule).Inc()
+			return true
+		}
+	}
+	return false
+}
+
 // windowMatches evaluates a stateful rule's key, distinct value or steps.
-func (w *worker) windowMatches(rule *Rule, ev *ingest.Event, envAny any, r *result) {
+func (x *evalCtx) windowMatches(rule *Rule, r *result) {
 	var owned *ingest.Event
 	own := func() *ingest.Event {
 		if owned == nil {
-			owned = ev.Clone()
+			owned = x.ev.Clone()
 		}
 		return owned
 	}
-	t := ev.Time().UnixNano()
+	t := x.ev.Time().UnixNano()
 	if rule.steps == nil {
-		keys, ok := w.keys(rule, rule.by, envAny)
+		keys, ok := x.keys(rule, rule.by)
 		if !ok {
 			return
 		}
 		m := &windowMatch{rule: rule, t: t, step: -1}
 		if rule.distinct != nil {
-			v, err := w.vm.Run(rule.distinct, envAny)
-			if err != nil {
-				w.runtimeError(rule, err)
+			v, ok := x.run(rule, rule.distinct)
+			if !ok {
 				return
 			}
 			if m.value = keyString(v); m.value == "" {
 				return
 			}
 		}
-		w.m.matches(rule).Inc()
+		x.w.m.matches(rule).Inc()
 		for _, k := range keys {
 			mm := *m
 			mm.key, mm.ev = k, own()
@@ -444,53 +488,32 @@ func (w *worker) windowMatches(rule *Rule, ev *ingest.Event, envAny any, r *resu
 		}
 		return
 	}
-	excepted := w.excepted(rule, envAny)
+	excepted := x.excepted(rule)
 	for i := len(rule.steps) - 1; i >= 0; i-- {
 		st := rule.steps[i]
 		// Exceptions apply to the step that completes the sequence.
-		if (i == len(rule.steps)-1 && excepted) || !w.eval(rule, st.match, envAny) {
+		if (i == len(rule.steps)-1 && excepted) || !x.test(rule, st.match) {
 			continue
 		}
-		keys, ok := w.keys(rule, st.by, envAny)
+		keys, ok := x.keys(rule, st.by)
 		if !ok {
 			continue
 		}
-		w.m.matches(rule).Inc()
+		x.w.m.matches(rule).Inc()
 		for _, k := range keys {
 			r.window = append(r.window, &windowMatch{rule: rule, ev: own(), t: t, step: i, key: k})
 		}
 	}
 }
 
-func (w *worker) eval(rule *Rule, p *vm.Program, envAny any) bool {
-	out, err := w.vm.Run(p, envAny)
-	if err != nil {
-		w.runtimeError(rule, err)
-		return false
-	}
-	b, _ := out.(bool)
-	return b
-}
-
-func (w *worker) excepted(rule *Rule, envAny any) bool {
-	for _, p := range rule.exceptions {
-		if w.eval(rule, p, envAny) {
-			w.m.suppressed(rule).Inc()
-			return true
-		}
-	}
-	return false
-}
-
 // keys evaluates key expressions: each yields one value or a list, and the
 // keys are every combination joined by "|". No key (an empty list) means
 // the event cannot be grouped and is skipped.
-func (w *worker) keys(rule *Rule, by []*vm.Program, envAny any) ([]string, bool) {
+func (x *evalCtx) keys(rule *Rule, by []*program) ([]string, bool) {
 	keys := []string{""}
 	for i, p := range by {
-		out, err := w.vm.Run(p, envAny)
-		if err != nil {
-			w.runtimeError(rule, err)
+		out, ok := x.run(rule, p)
+		if !ok {
 			return nil, false
 		}
 		vals := keyStrings(out)

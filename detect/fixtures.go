@@ -51,6 +51,7 @@ func (rs *RuleSet) Subset(ids ...string) *RuleSet {
 				c.idx = len(sub.Rules)
 				sub.Rules = append(sub.Rules, &c)
 				sub.needAnnotations = sub.needAnnotations || c.needAnnotations
+				sub.needExtra = sub.needExtra || c.needExtra
 			}
 		}
 	}

@@ -23,9 +23,9 @@ var ErrNotEvent = errors.New("not an audit event")
 // buffers between calls. A Decoder is not safe for concurrent use; give each
 // goroutine its own.
 type Decoder struct {
-	// Annotations makes Decode fill Event.Annotations (a map per event, so
-	// only when some rule reads annotations).
-	Annotations bool
+	// Annotations makes Decode fill Event.Annotations, and Extra
+	// UserInfo.Extra: a map per event each, so only when a rule reads them.
+	Annotations, Extra bool
 
 	p      fastjson.Parser
 	ev     Event
@@ -111,9 +111,9 @@ func (d *Decoder) decodeValue(v *fastjson.Value) (*Event, error) {
 		case "verb":
 			e.Verb = str(v)
 		case "user":
-			d.groups = decodeUser(v, &e.User, d.groups)
+			d.groups = decodeUser(v, &e.User, d.groups, d.Extra)
 		case "impersonatedUser":
-			d.igrps = decodeUser(v, &e.ImpersonatedUser, d.igrps)
+			d.igrps = decodeUser(v, &e.ImpersonatedUser, d.igrps, d.Extra)
 		case "sourceIPs":
 			d.ips = appendStrings(d.ips, v)
 		case "userAgent":
@@ -198,7 +198,7 @@ func (d *Decoder) decodeValue(v *fastjson.Value) (*Event, error) {
 	return e, nil
 }
 
-func decodeUser(v *fastjson.Value, u *UserInfo, groups []string) []string {
+func decodeUser(v *fastjson.Value, u *UserInfo, groups []string, extra bool) []string {
 	o := v.GetObject()
 	if o == nil {
 		return groups
@@ -212,7 +212,7 @@ func decodeUser(v *fastjson.Value, u *UserInfo, groups []string) []string {
 		case "groups":
 			groups = appendStrings(groups, v)
 		case "extra":
-			if eo := v.GetObject(); eo != nil {
+			if eo := v.GetObject(); extra && eo != nil {
 				u.Extra = make(map[string][]string, eo.Len())
 				eo.Visit(func(k []byte, v *fastjson.Value) {
 					u.Extra[b2s(k)] = appendStrings(nil, v)

@@ -1,8 +1,10 @@
 package ingest
 
 import (
+	"slices"
 	"strings"
 	"time"
+	"unsafe"
 )
 
 // Event is one kube-apiserver audit event (audit.k8s.io/v1) with the fields
@@ -84,57 +86,67 @@ func (e *Event) Time() time.Time {
 
 // Clone returns a deep copy that owns its memory and outlives the decoder.
 // It carries requestObject and responseObject only if they were loaded
-// (LoadObjects): converting bodies is the costly part of an event.
+// (LoadObjects): converting bodies is the costly part of an event. The
+// strings of a clone share one allocation.
 func (e *Event) Clone() *Event {
 	c := *e
 	c.lazy = nil
-	c.Level = clone(e.Level)
-	c.AuditID = clone(e.AuditID)
-	c.Stage = clone(e.Stage)
-	c.RequestURI = clone(e.RequestURI)
-	c.Verb = clone(e.Verb)
-	c.User = e.User.clone()
-	c.ImpersonatedUser = e.ImpersonatedUser.clone()
-	c.SourceIPs = cloneSlice(e.SourceIPs)
-	c.UserAgent = clone(e.UserAgent)
-	c.ObjectRef = ObjectRef{
-		Resource: clone(e.ObjectRef.Resource), Namespace: clone(e.ObjectRef.Namespace),
-		Name: clone(e.ObjectRef.Name), UID: clone(e.ObjectRef.UID),
-		APIGroup: clone(e.ObjectRef.APIGroup), APIVersion: clone(e.ObjectRef.APIVersion),
-		ResourceVersion: clone(e.ObjectRef.ResourceVersion), Subresource: clone(e.ObjectRef.Subresource),
-	}
-	c.ResponseStatus = Status{Code: e.ResponseStatus.Code, Status: clone(e.ResponseStatus.Status),
-		Reason: clone(e.ResponseStatus.Reason), Message: clone(e.ResponseStatus.Message)}
+	c.User.Groups = slices.Clone(e.User.Groups)
+	c.ImpersonatedUser.Groups = slices.Clone(e.ImpersonatedUser.Groups)
+	c.SourceIPs = slices.Clone(e.SourceIPs)
+	n := 0
+	c.visitStrings(func(s *string) { n += len(*s) })
+	buf := make([]byte, 0, n)
+	c.visitStrings(func(s *string) {
+		if *s == "" {
+			return
+		}
+		start := len(buf)
+		buf = append(buf, *s...)
+		*s = unsafe.String(&buf[start], len(*s))
+	})
+	c.User.Extra = cloneExtra(e.User.Extra)
+	c.ImpersonatedUser.Extra = cloneExtra(e.ImpersonatedUser.Extra)
 	if e.Annotations != nil {
 		c.Annotations = make(map[string]string, len(e.Annotations))
 		for k, v := range e.Annotations {
-			c.Annotations[clone(k)] = clone(v)
+			c.Annotations[strings.Clone(k)] = strings.Clone(v)
 		}
 	}
-	c.Cluster = clone(e.Cluster)
 	return &c
 }
 
-func (u UserInfo) clone() UserInfo {
-	c := UserInfo{Username: clone(u.Username), UID: clone(u.UID), Groups: cloneSlice(u.Groups)}
-	if u.Extra != nil {
-		c.Extra = make(map[string][]string, len(u.Extra))
-		for k, v := range u.Extra {
-			c.Extra[clone(k)] = cloneSlice(v)
-		}
+// visitStrings calls f with every string field of the event outside maps.
+func (e *Event) visitStrings(f func(*string)) {
+	for _, s := range []*string{&e.Level, &e.AuditID, &e.Stage, &e.RequestURI, &e.Verb, &e.UserAgent, &e.Cluster,
+		&e.User.Username, &e.User.UID, &e.ImpersonatedUser.Username, &e.ImpersonatedUser.UID,
+		&e.ObjectRef.Resource, &e.ObjectRef.Namespace, &e.ObjectRef.Name, &e.ObjectRef.UID,
+		&e.ObjectRef.APIGroup, &e.ObjectRef.APIVersion, &e.ObjectRef.ResourceVersion, &e.ObjectRef.Subresource,
+		&e.ResponseStatus.Status, &e.ResponseStatus.Reason, &e.ResponseStatus.Message} {
+		f(s)
 	}
-	return c
+	for i := range e.User.Groups {
+		f(&e.User.Groups[i])
+	}
+	for i := range e.ImpersonatedUser.Groups {
+		f(&e.ImpersonatedUser.Groups[i])
+	}
+	for i := range e.SourceIPs {
+		f(&e.SourceIPs[i])
+	}
 }
 
-func clone(s string) string { return strings.Clone(s) }
-
-func cloneSlice(s []string) []string {
-	if s == nil {
+func cloneExtra(m map[string][]string) map[string][]string {
+	if m == nil {
 		return nil
 	}
-	c := make([]string, len(s))
-	for i, v := range s {
-		c[i] = clone(v)
+	c := make(map[string][]string, len(m))
+	for k, v := range m {
+		vs := make([]string, len(v))
+		for i, s := range v {
+			vs[i] = strings.Clone(s)
+		}
+		c[strings.Clone(k)] = vs
 	}
 	return c
 }

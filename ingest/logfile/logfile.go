@@ -346,7 +346,7 @@ func (fr *fileReader) next(recs []ingest.Record, max int, r *Reader) ([]ingest.R
 			r.Lines++
 			r.Bytes += int64(len(line))
 			origin := fmt.Sprintf("%s:%d", fr.label, fr.line)
-			if isEventList(line) {
+			if isEventList(line) || line[0] == '[' {
 				items, serr := fr.split(line, r.opts.Cluster, origin)
 				if serr != nil {
 					if stop := r.report(origin, serr); stop != nil {
@@ -396,6 +396,9 @@ func (fr *fileReader) readLine(limit int) ([]byte, error) {
 				}
 				fr.line++
 				continue
+			}
+			if len(line) > limit {
+				return nil, errTooLong{n: len(line), limit: limit}
 			}
 			return bytes.Clone(line), err
 		}
