@@ -61,19 +61,53 @@ var helperNames = []string{"containers", "podSpec", "glob", "hasAnyPrefix", "inC
 	"isLoopback", "execCommand", "queryParam", "inList", "anyInList", "subjects", "identities"}
 
 // compiledLists holds named lists split into exact entries (a set) and glob
-// patterns (entries containing * ? or [).
+// patterns (entries containing * ? or [), compiled once.
 type compiledLists struct {
 	exact map[string]map[string]struct{}
-	globs map[string][]string
+	globs map[string][]globPattern
+}
+
+// globPattern is a compiled glob: a plain prefix ("system:node:*"), parts
+// split at * ("a*b*c"), or a general pattern with ? or [ for path.Match.
+type globPattern struct {
+	raw    string
+	parts  []string
+	prefix bool
+	// general patterns contain ? or [.
+	general bool
+}
+
+func compileGlob(p string) globPattern {
+	g := globPattern{raw: p}
+	switch {
+	case strings.ContainsAny(p, "?["):
+		g.general = true
+	case strings.Count(p, "*") == 1 && strings.HasSuffix(p, "*"):
+		g.prefix, g.parts = true, []string{strings.TrimSuffix(p, "*")}
+	default:
+		g.parts = strings.Split(p, "*")
+	}
+	return g
+}
+
+func (g *globPattern) match(s string) bool {
+	switch {
+	case g.prefix:
+		return strings.HasPrefix(s, g.parts[0])
+	case g.general:
+		ok, err := path.Match(strings.ReplaceAll(g.raw, "/", "\x00"), strings.ReplaceAll(s, "/", "\x00"))
+		return err == nil && ok
+	}
+	return starParts(g.parts, s)
 }
 
 func compileLists(lists map[string][]string) *compiledLists {
-	c := &compiledLists{exact: map[string]map[string]struct{}{}, globs: map[string][]string{}}
+	c := &compiledLists{exact: map[string]map[string]struct{}{}, globs: map[string][]globPattern{}}
 	for name, items := range lists {
 		set := make(map[string]struct{}, len(items))
 		for _, it := range items {
 			if strings.ContainsAny(it, "*?[") {
-				c.globs[name] = append(c.globs[name], it)
+				c.globs[name] = append(c.globs[name], compileGlob(it))
 			} else {
 				set[it] = struct{}{}
 			}
@@ -89,8 +123,9 @@ func (c *compiledLists) contains(name, s string) bool {
 	if _, ok := c.exact[name][s]; ok {
 		return true
 	}
-	for _, g := range c.globs[name] {
-		if glob(g, s) {
+	globs := c.globs[name]
+	for i := range globs {
+		if globs[i].match(s) {
 			return true
 		}
 	}
@@ -103,16 +138,12 @@ func glob(pattern, s string) bool {
 	if !strings.ContainsAny(pattern, "*?[") {
 		return pattern == s
 	}
-	if !strings.ContainsAny(pattern, "?[") {
-		return starMatch(pattern, s)
-	}
-	ok, err := path.Match(strings.ReplaceAll(pattern, "/", "\x00"), strings.ReplaceAll(s, "/", "\x00"))
-	return err == nil && ok
+	g := compileGlob(pattern)
+	return g.match(s)
 }
 
-// starMatch matches patterns whose only metacharacter is *.
-func starMatch(pattern, s string) bool {
-	parts := strings.Split(pattern, "*")
+// starParts matches s against a pattern split at its stars.
+func starParts(parts []string, s string) bool {
 	if !strings.HasPrefix(s, parts[0]) {
 		return false
 	}

@@ -1,0 +1,142 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/vigil-k8s/vigil/detect"
+)
+
+// ServeConfig is the serve: section of the config file (docs/serve.md).
+type ServeConfig struct {
+	// Path is the webhook path (default /audit; Path/{cluster} names the
+	// cluster).
+	Path string `yaml:"path"`
+	// TokensFile holds accepted bearer tokens, one a line.
+	TokensFile string `yaml:"tokens_file"`
+	// ClientCA verifies client certificates (default: the generated CA in
+	// the data dir, unless TLSCert is set).
+	ClientCA string `yaml:"client_ca"`
+	// TLSCert and TLSKey serve the webhook with your own certificate
+	// instead of the generated one.
+	TLSCert string `yaml:"tls_cert"`
+	TLSKey  string `yaml:"tls_key"`
+	// MaxBodyBytes bounds a request (default 64 MiB); MaxEventBytes one
+	// event (default 4 MiB).
+	MaxBodyBytes  int64 `yaml:"max_body_bytes"`
+	MaxEventBytes int   `yaml:"max_event_bytes"`
+	// RetryAfter is sent with 429 and 503 (default 5s).
+	RetryAfter detect.Duration `yaml:"retry_after"`
+	// SilenceAfter raises audit-pipeline-silent when a cluster that was
+	// sending sends nothing for this long (default 10m; 0s turns it off is
+	// not allowed, use a large value).
+	SilenceAfter detect.Duration `yaml:"silence_after"`
+	// DrainTimeout bounds the graceful shutdown (default 30s).
+	DrainTimeout detect.Duration `yaml:"drain_timeout"`
+}
+
+// QueueConfig is the queue: section: the embedded JetStream queue.
+type QueueConfig struct {
+	// SyncAlways syncs every write to disk (also --sync-always).
+	SyncAlways bool `yaml:"sync_always"`
+	// MaxPendingBytes is the unprocessed data held before the webhook
+	// answers 429 (default 1 GiB).
+	MaxPendingBytes int64 `yaml:"max_pending_bytes"`
+	// MaxBytes caps the event stream on disk (default 10 GiB).
+	MaxBytes int64 `yaml:"max_bytes"`
+	// Retention keeps processed events for window rebuilds (default 1h,
+	// raised to the rebuild span when shorter).
+	Retention detect.Duration `yaml:"retention"`
+	// DedupWindow and DedupMaxKeys bound (auditID, stage) de-duplication
+	// (default 10m, 500000 keys).
+	DedupWindow  detect.Duration `yaml:"dedup_window"`
+	DedupMaxKeys int             `yaml:"dedup_max_keys"`
+}
+
+// serveSettings are the decoded serve and queue sections with defaults.
+type serveSettings struct {
+	Serve ServeConfig
+	Queue QueueConfig
+}
+
+// decodeNode decodes a config section strictly; an empty node leaves dst.
+func decodeNode(n *yaml.Node, name string, dst any) error {
+	if n == nil || n.Kind == 0 {
+		return nil
+	}
+	data, err := yaml.Marshal(n)
+	if err != nil {
+		return fmt.Errorf("%s: %w", name, err)
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(dst); err != nil && !errors.Is(err, io.EOF) {
+		return fmt.Errorf("%s: %w", name, err)
+	}
+	return nil
+}
+
+func serveConfig(cfg *Config) (serveSettings, error) {
+	s := serveSettings{}
+	if err := decodeNode(&cfg.Serve, "serve", &s.Serve); err != nil {
+		return s, usageError{err}
+	}
+	if err := decodeNode(&cfg.Queue, "queue", &s.Queue); err != nil {
+		return s, usageError{err}
+	}
+	sv := &s.Serve
+	if sv.SilenceAfter == 0 {
+		sv.SilenceAfter = detect.Duration(10 * time.Minute)
+	}
+	if sv.DrainTimeout == 0 {
+		sv.DrainTimeout = detect.Duration(30 * time.Second)
+	}
+	var errs []error
+	if sv.SilenceAfter < 0 || sv.DrainTimeout < 0 || sv.RetryAfter < 0 {
+		errs = append(errs, errors.New("serve: durations must not be negative"))
+	}
+	if (sv.TLSCert == "") != (sv.TLSKey == "") {
+		errs = append(errs, errors.New("serve: set both tls_cert and tls_key, or neither"))
+	}
+	if sv.MaxBodyBytes < 0 || sv.MaxEventBytes < 0 {
+		errs = append(errs, errors.New("serve: size limits must not be negative"))
+	}
+	if sv.MaxBodyBytes > 0 && sv.MaxBodyBytes < 32<<20 {
+		errs = append(errs, fmt.Errorf("serve.max_body_bytes %d is under 32 MiB, which a default apiserver batch with bodies can exceed", sv.MaxBodyBytes))
+	}
+	q := &s.Queue
+	if q.MaxPendingBytes < 0 || q.MaxBytes < 0 || q.Retention < 0 || q.DedupWindow < 0 || q.DedupMaxKeys < 0 {
+		errs = append(errs, errors.New("queue: limits must not be negative"))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return s, usageError{err}
+	}
+	return s, nil
+}
+
+// readTokens reads bearer tokens, one a line; blank lines and lines
+// starting with # are skipped.
+func readTokens(path string) ([]string, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, usagef("read serve.tokens_file: %w", err)
+	}
+	var out []string
+	for _, l := range strings.Split(string(data), "\n") {
+		l = strings.TrimSpace(l)
+		if l != "" && !strings.HasPrefix(l, "#") {
+			out = append(out, l)
+		}
+	}
+	if len(out) == 0 {
+		return nil, usagef("serve.tokens_file %s holds no token", path)
+	}
+	return out, nil
+}

@@ -1,0 +1,712 @@
+package jetstream
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/VictoriaMetrics/metrics"
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/vigil-k8s/vigil/ingest"
+)
+
+// Names of the JetStream objects the queue uses.
+const (
+	EventStream      = "VIGIL_EVENTS"
+	EventSubject     = "vigil.events"
+	DeadLetterStream = "VIGIL_DEADLETTER"
+	DeadSubject      = "vigil.deadletter"
+	ConsumerName     = "detect"
+	HeaderCluster    = "Vigil-Cluster"
+	HeaderReason     = "Vigil-Reason"
+)
+
+// Defaults for Options.
+const (
+	DefaultMaxPayload      = 8 << 20
+	DefaultMaxPendingBytes = 1 << 30
+	DefaultMaxBytes        = 10 << 30
+	DefaultRetention       = time.Hour
+	DefaultMaxBatch        = 4000
+	DefaultDeadLetterAge   = 7 * 24 * time.Hour
+	// frameSlack leaves room in a message for headers and frame lengths.
+	frameSlack = 4 << 10
+)
+
+// Options configure the embedded queue.
+type Options struct {
+	// Dir is the store directory (required).
+	Dir string
+	// SyncAlways makes the server sync every write to disk (power-loss
+	// durability); by default it syncs every two minutes (crash durability).
+	SyncAlways bool
+	// MaxPayload is the largest message (default 8 MiB); an entry larger
+	// than MaxRecordSize is refused.
+	MaxPayload int
+	// MaxPendingBytes is how much published and not yet acknowledged event
+	// data the queue holds before Publish returns ErrFull (default 1 GiB).
+	MaxPendingBytes int64
+	// MaxBytes caps the event stream on disk (default 10 GiB); a full
+	// stream refuses new messages rather than dropping unprocessed ones.
+	MaxBytes int64
+	// Retention is how long events stay in the stream (default 1h); it must
+	// cover the span Replay re-reads after a crash.
+	Retention time.Duration
+	// MaxBatch is the most records one Read returns (default 4000).
+	MaxBatch int
+	// DedupWindow and DedupMaxKeys bound de-duplication (ingest defaults).
+	DedupWindow  time.Duration
+	DedupMaxKeys int
+	// AckWait is how long a delivered message may stay unacknowledged
+	// before the server delivers it again (default 2m).
+	AckWait time.Duration
+	Logger  *slog.Logger
+	Metrics *metrics.Set
+	// Now is the clock for de-duplication and lag (default time.Now).
+	Now func() time.Time
+}
+
+func (o *Options) setDefaults() error {
+	if o.Dir == "" {
+		return errors.New("queue store directory is not set")
+	}
+	if o.MaxPayload <= 0 {
+		o.MaxPayload = DefaultMaxPayload
+	}
+	if o.MaxPayload < 64<<10 {
+		return fmt.Errorf("queue max payload %d is too small, want at least 64 KiB", o.MaxPayload)
+	}
+	if o.MaxPendingBytes <= 0 {
+		o.MaxPendingBytes = DefaultMaxPendingBytes
+	}
+	if o.MaxBytes <= 0 {
+		o.MaxBytes = DefaultMaxBytes
+	}
+	if o.Retention <= 0 {
+		o.Retention = DefaultRetention
+	}
+	if o.MaxBatch <= 0 {
+		o.MaxBatch = DefaultMaxBatch
+	}
+	if o.AckWait <= 0 {
+		o.AckWait = 2 * time.Minute
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Metrics == nil {
+		o.Metrics = metrics.NewSet()
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	return nil
+}
+
+// Queue is the embedded JetStream queue. It implements ingest.Queue and
+// ingest.DeadLetterer.
+type Queue struct {
+	opts   Options
+	log    *slog.Logger
+	ns     *server.Server
+	nc     *nats.Conn
+	js     jetstream.JetStream
+	events jetstream.Stream
+	cons   jetstream.Consumer
+	cc     jetstream.ConsumeContext
+
+	// msgs carries delivered messages from the consume callback to Read;
+	// its capacity and the pull limit bound the memory held by delivery.
+	msgs chan jetstream.Msg
+	done chan struct{}
+	// closing is set when Close starts: Publish then fails with ErrClosed.
+	closing   atomic.Bool
+	closeOnce sync.Once
+	// publishes tracks Publish calls in progress so Close waits for them.
+	publishes sync.WaitGroup
+
+	// stored is the size of event messages stored and not acknowledged;
+	// reserved the size of those being published.
+	stored, reserved atomic.Int64
+
+	// floor is the last sequence detection had acknowledged when the
+	// queue opened.
+	floor uint64
+
+	dedupMu sync.Mutex // Ack may run on another goroutine than Read
+	dedup   *ingest.Dedup
+
+	m queueMetrics
+}
+
+type queueMetrics struct {
+	set                                    *metrics.Set
+	published, publishedMsgs, full, stalls *metrics.Counter
+	read, redelivered, dead                *metrics.Counter
+	dedupKeys                              *metrics.Gauge
+	lag                                    atomic.Int64 // nanoseconds
+}
+
+func (m *queueMetrics) dedupHits(cluster string) *metrics.Counter {
+	return m.set.GetOrCreateCounter(`vigil_queue_dedup_hits_total{cluster="` + metricLabel(cluster) + `"}`)
+}
+
+var (
+	_ ingest.Queue        = (*Queue)(nil)
+	_ ingest.DeadLetterer = (*Queue)(nil)
+)
+
+// Open starts the embedded server on opts.Dir (creating the directory),
+// creates or updates the streams and the consumer, and starts delivery.
+// The server listens on no network port: vigil connects in-process.
+func Open(ctx context.Context, opts Options) (*Queue, error) {
+	if err := opts.setDefaults(); err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(opts.Dir, 0o700); err != nil {
+		return nil, fmt.Errorf("create queue directory: %w", err)
+	}
+	sopts := &server.Options{
+		ServerName:         "vigil",
+		DontListen:         true,
+		JetStream:          true,
+		StoreDir:           opts.Dir,
+		SyncAlways:         opts.SyncAlways,
+		MaxPayload:         int32(opts.MaxPayload),
+		JetStreamMaxMemory: 64 << 20,
+		NoSigs:             true,
+		NoLog:              true,
+	}
+	ns, err := server.NewServer(sopts)
+	if err != nil {
+		return nil, fmt.Errorf("create embedded queue server: %w", err)
+	}
+	ns.Start()
+	if !ns.ReadyForConnections(30 * time.Second) {
+		ns.Shutdown()
+		return nil, fmt.Errorf("start embedded queue server in %s: not ready after 30s", opts.Dir)
+	}
+	q := &Queue{opts: opts, log: opts.Logger, ns: ns, done: make(chan struct{}),
+		msgs:  make(chan jetstream.Msg, 64),
+		dedup: ingest.NewDedup(opts.DedupWindow, opts.DedupMaxKeys)}
+	if err := q.setup(ctx); err != nil {
+		q.shutdown()
+		return nil, err
+	}
+	return q, nil
+}
+
+func (q *Queue) setup(ctx context.Context) error {
+	s := q.opts.Metrics
+	q.m = queueMetrics{set: s,
+		published:     s.NewCounter("vigil_queue_published_records_total"),
+		publishedMsgs: s.NewCounter("vigil_queue_published_messages_total"),
+		full:          s.NewCounter("vigil_queue_full_refusals_total"),
+		stalls:        s.NewCounter("vigil_queue_publish_stalls_total"),
+		read:          s.NewCounter("vigil_queue_read_records_total"),
+		redelivered:   s.NewCounter("vigil_queue_redelivered_messages_total"),
+		dead:          s.NewCounter("vigil_queue_deadletter_items_total"),
+	}
+	s.NewGauge("vigil_queue_pending_bytes", func() float64 { return float64(q.stored.Load() + q.reserved.Load()) })
+	s.NewGauge("vigil_queue_lag_seconds", func() float64 { return time.Duration(q.m.lag.Load()).Seconds() })
+	q.m.dedupKeys = s.NewGauge("vigil_queue_dedup_keys", nil)
+
+	nc, err := nats.Connect("", nats.InProcessServer(q.ns), nats.Name("vigil"),
+		nats.MaxReconnects(-1), nats.NoCallbacksAfterClientClose())
+	if err != nil {
+		return fmt.Errorf("connect to embedded queue server: %w", err)
+	}
+	q.nc = nc
+	// The async publish window bounds memory held by unacknowledged
+	// publishes; past it PublishMsgAsync stalls and then fails with
+	// ErrTooManyStalledMsgs, which Publish retries.
+	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(256),
+		jetstream.WithPublishAsyncTimeout(30*time.Second))
+	if err != nil {
+		return fmt.Errorf("open jetstream: %w", err)
+	}
+	q.js = js
+	q.events, err = js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+		Name:        EventStream,
+		Description: "audit events waiting for and kept after detection",
+		Subjects:    []string{EventSubject},
+		Storage:     jetstream.FileStorage,
+		Retention:   jetstream.LimitsPolicy,
+		// Refuse new data when full instead of dropping the oldest, which
+		// may not be processed yet.
+		Discard:    jetstream.DiscardNew,
+		MaxAge:     q.opts.Retention,
+		MaxBytes:   q.opts.MaxBytes,
+		MaxMsgSize: int32(q.opts.MaxPayload),
+		Duplicates: time.Minute,
+		Replicas:   1,
+	})
+	if err != nil {
+		return fmt.Errorf("create stream %s: %w", EventStream, err)
+	}
+	if _, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+		Name:        DeadLetterStream,
+		Description: "items refused inside otherwise valid webhook requests",
+		Subjects:    []string{DeadSubject},
+		Storage:     jetstream.FileStorage,
+		Discard:     jetstream.DiscardOld,
+		MaxAge:      DefaultDeadLetterAge,
+		MaxBytes:    1 << 30,
+		MaxMsgSize:  int32(q.opts.MaxPayload),
+	}); err != nil {
+		return fmt.Errorf("create stream %s: %w", DeadLetterStream, err)
+	}
+	// Messages an earlier run took and did not acknowledge would come back
+	// only after AckWait: start the consumer again right after its ack
+	// floor, so they come at once (de-duplication absorbs those that were
+	// processed). Only this process consumes, so nothing is taken from a
+	// peer.
+	ccfg := jetstream.ConsumerConfig{
+		Durable:       ConsumerName,
+		Description:   "detection",
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		DeliverPolicy: jetstream.DeliverAllPolicy,
+		AckWait:       q.opts.AckWait,
+		MaxAckPending: 1024,
+		MaxDeliver:    -1,
+	}
+	if old, err := q.events.Consumer(ctx, ConsumerName); err == nil {
+		ci, err := old.Info(ctx)
+		if err != nil {
+			return fmt.Errorf("read consumer %s: %w", ConsumerName, err)
+		}
+		q.floor = ci.AckFloor.Stream
+		if err := q.events.DeleteConsumer(ctx, ConsumerName); err != nil {
+			return fmt.Errorf("reset consumer %s: %w", ConsumerName, err)
+		}
+		ccfg.DeliverPolicy = jetstream.DeliverByStartSequencePolicy
+		ccfg.OptStartSeq = q.floor + 1
+	} else if !errors.Is(err, jetstream.ErrConsumerNotFound) {
+		return fmt.Errorf("look up consumer %s: %w", ConsumerName, err)
+	}
+	q.cons, err = q.events.CreateConsumer(ctx, ccfg)
+	if err != nil {
+		return fmt.Errorf("create consumer %s: %w", ConsumerName, err)
+	}
+	if err := q.initPending(ctx); err != nil {
+		return err
+	}
+	q.cc, err = q.cons.Consume(q.deliver,
+		jetstream.PullMaxMessages(64),
+		jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
+			q.log.Warn("queue delivery", "err", err)
+		}))
+	if err != nil {
+		return fmt.Errorf("start consuming %s: %w", EventStream, err)
+	}
+	return nil
+}
+
+// initPending estimates the unprocessed bytes left by an earlier run from
+// the consumer's pending count and the stream's average message size.
+func (q *Queue) initPending(ctx context.Context) error {
+	ci, err := q.cons.Info(ctx)
+	if err != nil {
+		return fmt.Errorf("read consumer %s: %w", ConsumerName, err)
+	}
+	si, err := q.events.Info(ctx)
+	if err != nil {
+		return fmt.Errorf("read stream %s: %w", EventStream, err)
+	}
+	if si.State.Msgs > 0 {
+		pending := ci.NumPending + uint64(ci.NumAckPending)
+		q.stored.Store(int64(pending * (si.State.Bytes / si.State.Msgs)))
+	}
+	return nil
+}
+
+// deliver runs on the consumer's delivery goroutine; blocking here is the
+// back-pressure that keeps delivered-but-unread messages bounded.
+func (q *Queue) deliver(m jetstream.Msg) {
+	select {
+	case q.msgs <- m:
+	case <-q.done:
+	}
+}
+
+// MaxRecordSize is the largest event a Publish accepts.
+func (q *Queue) MaxRecordSize() int { return q.opts.MaxPayload - frameSlack }
+
+// Publish implements ingest.Queue. Entries are split into messages of at
+// most MaxPayload bytes, each holding entries of one cluster, published
+// asynchronously and awaited together.
+func (q *Queue) Publish(ctx context.Context, entries []ingest.Entry) error {
+	if len(entries) == 0 {
+		return nil
+	}
+	q.publishes.Add(1)
+	defer q.publishes.Done()
+	if q.closing.Load() {
+		return fmt.Errorf("publish: %w", ingest.ErrClosed)
+	}
+	var size int64
+	for _, e := range entries {
+		if len(e.Data) > q.MaxRecordSize() {
+			return fmt.Errorf("publish: record of %d bytes is over the limit of %d", len(e.Data), q.MaxRecordSize())
+		}
+		size += int64(len(e.Data) + len(e.Key) + 2*binary.MaxVarintLen32)
+	}
+	if r := q.reserved.Add(size); r+q.stored.Load() > q.opts.MaxPendingBytes {
+		q.reserved.Add(-size)
+		q.m.full.Inc()
+		return fmt.Errorf("publish %d bytes with %d pending of %d: %w", size, r-size+q.stored.Load(), q.opts.MaxPendingBytes, ingest.ErrFull)
+	}
+	defer q.reserved.Add(-size)
+
+	msgs := q.split(entries)
+	futures := make([]jetstream.PubAckFuture, 0, len(msgs))
+	for _, m := range msgs {
+		f, err := q.publishAsync(ctx, m)
+		if err != nil {
+			return err
+		}
+		futures = append(futures, f)
+	}
+	var errs []error
+	for i, f := range futures {
+		select {
+		case <-f.Ok():
+			n := int64(len(msgs[i].Data))
+			q.stored.Add(n)
+		case err := <-f.Err():
+			errs = append(errs, classify(err))
+		case <-ctx.Done():
+			return fmt.Errorf("publish: wait for queue acknowledgement: %w", ctx.Err())
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("publish: %w", err)
+	}
+	q.m.published.Add(len(entries))
+	q.m.publishedMsgs.Add(len(msgs))
+	return nil
+}
+
+// publishAsync sends one message, retrying while the async window is
+// stalled: that is the client's back-pressure, not a failure.
+func (q *Queue) publishAsync(ctx context.Context, m *nats.Msg) (jetstream.PubAckFuture, error) {
+	for {
+		f, err := q.js.PublishMsgAsync(m, jetstream.WithStallWait(200*time.Millisecond))
+		if err == nil {
+			return f, nil
+		}
+		if !errors.Is(err, jetstream.ErrTooManyStalledMsgs) {
+			return nil, fmt.Errorf("publish: %w", classify(err))
+		}
+		q.m.stalls.Inc()
+		select {
+		case <-q.js.PublishAsyncComplete():
+		case <-time.After(50 * time.Millisecond):
+		case <-ctx.Done():
+			return nil, fmt.Errorf("publish: queue stalled: %w", ctx.Err())
+		}
+		if q.closing.Load() {
+			return nil, fmt.Errorf("publish: %w", ingest.ErrClosed)
+		}
+	}
+}
+
+// classify maps server refusals for lack of room to ErrFull and a closed
+// connection to ErrClosed.
+func classify(err error) error {
+	var apiErr *jetstream.APIError
+	if errors.As(err, &apiErr) {
+		switch apiErr.ErrorCode {
+		case 10077, 10023, 10047: // store failed (stream full), insufficient resources, storage limits
+			return fmt.Errorf("%w: %v", ingest.ErrFull, err)
+		}
+	}
+	if errors.Is(err, nats.ErrConnectionClosed) || errors.Is(err, nats.ErrConnectionDraining) {
+		return fmt.Errorf("%w: %v", ingest.ErrClosed, err)
+	}
+	return err
+}
+
+// split frames entries into messages no larger than the payload limit,
+// starting a new message whenever the cluster changes.
+func (q *Queue) split(entries []ingest.Entry) []*nats.Msg {
+	limit := q.opts.MaxPayload - frameSlack
+	var out []*nats.Msg
+	var cur *nats.Msg
+	cluster := ""
+	for _, e := range entries {
+		n := frameSize(e)
+		if cur == nil || e.Cluster != cluster || len(cur.Data)+n > limit {
+			cur = nats.NewMsg(EventSubject)
+			if e.Cluster != "" {
+				cur.Header.Set(HeaderCluster, e.Cluster)
+			}
+			cur.Data = make([]byte, 0, min(limit, 64<<10))
+			cluster = e.Cluster
+			out = append(out, cur)
+		}
+		cur.Data = appendFrame(cur.Data, e)
+	}
+	return out
+}
+
+func frameSize(e ingest.Entry) int {
+	return len(e.Key) + len(e.Data) + 2*binary.MaxVarintLen32
+}
+
+func appendFrame(b []byte, e ingest.Entry) []byte {
+	b = binary.AppendUvarint(b, uint64(len(e.Key)))
+	b = append(b, e.Key...)
+	b = binary.AppendUvarint(b, uint64(len(e.Data)))
+	return append(b, e.Data...)
+}
+
+// frame is one decoded entry of a message; key and data alias the message.
+type frame struct{ key, data []byte }
+
+// decodeFrames splits a message body back into entries.
+func decodeFrames(b []byte, dst []frame) ([]frame, error) {
+	for len(b) > 0 {
+		var f frame
+		for i := range 2 {
+			n, w := binary.Uvarint(b)
+			if w <= 0 || uint64(len(b)-w) < n {
+				return dst, fmt.Errorf("corrupt frame at %d bytes from the end", len(b))
+			}
+			v := b[w : w+int(n)]
+			b = b[w+int(n):]
+			if i == 0 {
+				f.key = v
+			} else {
+				f.data = v
+			}
+		}
+		dst = append(dst, f)
+	}
+	return dst, nil
+}
+
+// Read implements ingest.Source: it blocks for one message and then takes
+// what else is already delivered, up to MaxBatch records. Duplicates (by
+// key, within the de-duplication window) are left out; a read whose records
+// were all duplicates is acknowledged and Read waits for more.
+func (q *Queue) Read(ctx context.Context) (ingest.Batch, error) {
+	for {
+		var first jetstream.Msg
+		select {
+		case first = <-q.msgs:
+		case <-ctx.Done():
+			return ingest.Batch{}, ctx.Err()
+		case <-q.done:
+			return ingest.Batch{}, fmt.Errorf("read: %w", ingest.ErrClosed)
+		}
+		taken := []jetstream.Msg{first}
+		var keys []string
+		recs, keys := q.appendRecords(nil, keys, first)
+	more:
+		for len(recs) < q.opts.MaxBatch {
+			select {
+			case m := <-q.msgs:
+				taken = append(taken, m)
+				recs, keys = q.appendRecords(recs, keys, m)
+			default:
+				break more
+			}
+		}
+		b := ingest.Batch{Records: recs, Ack: q.ackFunc(taken, keys)}
+		if len(recs) == 0 {
+			if err := b.Ack(ctx, nil); err != nil {
+				return ingest.Batch{}, err
+			}
+			continue
+		}
+		return b, nil
+	}
+}
+
+// appendRecords adds the message's records that are not duplicates, and
+// their keys.
+func (q *Queue) appendRecords(recs []ingest.Record, keys []string, m jetstream.Msg) ([]ingest.Record, []string) {
+	cluster := m.Headers().Get(HeaderCluster)
+	now := q.opts.Now()
+	if md, err := m.Metadata(); err == nil {
+		q.m.lag.Store(int64(now.Sub(md.Timestamp)))
+		if md.NumDelivered > 1 {
+			q.m.redelivered.Inc()
+		}
+	}
+	frames, err := decodeFrames(m.Data(), nil)
+	if err != nil {
+		// Only a bug or disk corruption gets here; the intact frames are
+		// still processed and the problem is logged where it happened.
+		q.log.Error("decode queue message", "err", err, "cluster", cluster)
+	}
+	var origin string
+	if md, err := m.Metadata(); err == nil {
+		origin = "queue:" + strconv.FormatUint(md.Sequence.Stream, 10)
+	}
+	n := len(recs)
+	q.dedupMu.Lock()
+	for _, f := range frames {
+		key := string(f.key)
+		if q.dedup.Seen(key, now) {
+			q.m.dedupHits(cluster).Inc()
+			continue
+		}
+		recs = append(recs, ingest.Record{Data: f.data, Cluster: cluster, Origin: origin})
+		keys = append(keys, key)
+	}
+	q.m.dedupKeys.Set(float64(q.dedup.Len()))
+	q.dedupMu.Unlock()
+	q.m.read.Add(len(recs) - n)
+	return recs, keys
+}
+
+// ackFunc acknowledges the batch's messages. The last ack waits for the
+// server's confirmation; acks on one connection are handled in order, so
+// the whole batch is then recorded.
+func (q *Queue) ackFunc(msgs []jetstream.Msg, keys []string) ingest.AckFunc {
+	var done atomic.Bool
+	return func(ctx context.Context, err error) error {
+		if done.Swap(true) {
+			return errors.New("ack: batch already acknowledged")
+		}
+		if err != nil {
+			// The records were not processed: let them through again.
+			q.dedupMu.Lock()
+			for _, k := range keys {
+				q.dedup.Forget(k)
+			}
+			q.dedupMu.Unlock()
+			var errs []error
+			for _, m := range msgs {
+				errs = append(errs, m.Nak())
+			}
+			if e := errors.Join(errs...); e != nil {
+				return fmt.Errorf("nak queue messages: %w", e)
+			}
+			return nil
+		}
+		var size int64
+		for i, m := range msgs {
+			size += int64(len(m.Data()))
+			var aerr error
+			if i == len(msgs)-1 {
+				aerr = m.DoubleAck(ctx)
+			} else {
+				aerr = m.Ack()
+			}
+			if aerr != nil {
+				return fmt.Errorf("ack queue message: %w", aerr)
+			}
+		}
+		if q.stored.Add(-size) < 0 {
+			q.stored.Store(0)
+		}
+		return nil
+	}
+}
+
+// DeadLetter implements ingest.DeadLetterer.
+func (q *Queue) DeadLetter(ctx context.Context, items []ingest.DeadLetter) error {
+	limit := q.opts.MaxPayload - frameSlack
+	for _, it := range items {
+		m := nats.NewMsg(DeadSubject)
+		m.Header.Set(HeaderReason, it.Reason)
+		if it.Cluster != "" {
+			m.Header.Set(HeaderCluster, it.Cluster)
+		}
+		m.Data = it.Data
+		if len(m.Data) > limit {
+			m.Data = m.Data[:limit]
+			m.Header.Set("Vigil-Truncated", strconv.Itoa(len(it.Data)))
+		}
+		if _, err := q.js.PublishMsg(ctx, m); err != nil {
+			return fmt.Errorf("store dead letter: %w", classify(err))
+		}
+		q.m.dead.Inc()
+	}
+	return nil
+}
+
+// Drained reports whether detection has acknowledged every stored event.
+// It also corrects the pending-bytes figure, which is an estimate after a
+// restart.
+func (q *Queue) Drained(ctx context.Context) (bool, error) {
+	ci, err := q.cons.Info(ctx)
+	if err != nil {
+		return false, fmt.Errorf("read consumer %s: %w", ConsumerName, err)
+	}
+	if ci.NumPending == 0 && ci.NumAckPending == 0 {
+		q.stored.Store(0)
+		return true, nil
+	}
+	return false, nil
+}
+
+// JetStream returns the client of the embedded server, for components that
+// keep their own state in it (Fingerprints).
+func (q *Queue) JetStream() jetstream.JetStream { return q.js }
+
+// Pending is the size of published and not yet acknowledged event data
+// (estimated after a restart).
+func (q *Queue) Pending() int64 { return q.stored.Load() + q.reserved.Load() }
+
+// Close stops delivery and publishing and shuts the server down. Messages
+// delivered and not acknowledged are delivered again after a restart.
+// Publish calls in progress finish first.
+func (q *Queue) Close(ctx context.Context) error {
+	q.closeOnce.Do(func() {
+		q.closing.Store(true)
+		waited := make(chan struct{})
+		go func() { q.publishes.Wait(); close(waited) }()
+		select {
+		case <-waited:
+		case <-ctx.Done():
+		}
+		q.shutdown()
+	})
+	return nil
+}
+
+func (q *Queue) shutdown() {
+	select {
+	case <-q.done:
+	default:
+		close(q.done)
+	}
+	if q.cc != nil {
+		q.cc.Stop()
+	}
+	if q.nc != nil {
+		q.nc.Close()
+	}
+	q.ns.Shutdown()
+	q.ns.WaitForShutdown()
+}
+
+// metricLabel makes s safe inside a quoted metric label value.
+func metricLabel(s string) string {
+	if s == "" {
+		return ""
+	}
+	b := make([]byte, 0, len(s))
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c == '"' || c == '\\' || c == '\n' {
+			c = '_'
+		}
+		b = append(b, c)
+	}
+	return string(b)
+}

@@ -1,0 +1,199 @@
+package jetstream
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/vigil-k8s/vigil/ingest"
+)
+
+func entries(cluster string, from, n, size int) []ingest.Entry {
+	out := make([]ingest.Entry, n)
+	for i := range out {
+		id := fmt.Sprintf("id-%06d", from+i)
+		data := fmt.Sprintf(`{"auditID":%q,"stage":"ResponseComplete","pad":%q}`, id, strings.Repeat("x", size))
+		out[i] = ingest.Entry{Record: ingest.Record{Data: []byte(data), Cluster: cluster}, Key: ingest.DedupKey(id, "ResponseComplete")}
+	}
+	return out
+}
+
+func open(t *testing.T, dir string, mod func(*Options)) *Queue {
+	t.Helper()
+	o := Options{Dir: dir}
+	if mod != nil {
+		mod(&o)
+	}
+	q, err := Open(t.Context(), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return q
+}
+
+// readN reads batches until n records arrived, acking each with ackErr.
+func readN(t *testing.T, q *Queue, n int, ackErr error) []ingest.Record {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	defer cancel()
+	var got []ingest.Record
+	for len(got) < n {
+		b, err := q.Read(ctx)
+		if err != nil {
+			t.Fatalf("read after %d of %d records: %v", len(got), n, err)
+		}
+		for _, r := range b.Records {
+			r.Data = append([]byte(nil), r.Data...)
+			got = append(got, r)
+		}
+		if err := b.Ack(ctx, ackErr); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return got
+}
+
+func TestQueue_PublishRead(t *testing.T) {
+	q := open(t, t.TempDir(), func(o *Options) { o.MaxPayload = 64 << 10 })
+	defer q.Close(context.Background())
+	// 300 records of ~1 KiB over a 64 KiB payload limit: several messages.
+	in := append(entries("a", 0, 200, 1000), entries("b", 200, 100, 1000)...)
+	if err := q.Publish(t.Context(), in); err != nil {
+		t.Fatal(err)
+	}
+	got := readN(t, q, len(in), nil)
+	if len(got) != len(in) {
+		t.Fatalf("got %d records, want %d", len(got), len(in))
+	}
+	for i, r := range got {
+		if string(r.Data) != string(in[i].Data) || r.Cluster != in[i].Cluster {
+			t.Fatalf("record %d = %.40s (cluster %q), want %.40s (cluster %q)", i, r.Data, r.Cluster, in[i].Data, in[i].Cluster)
+		}
+	}
+	if n := q.m.publishedMsgs.Get(); n < 5 {
+		t.Errorf("published %d messages, want the batch split under the payload limit", n)
+	}
+}
+
+func TestQueue_Dedup(t *testing.T) {
+	q := open(t, t.TempDir(), nil)
+	defer q.Close(context.Background())
+	in := entries("", 0, 50, 10)
+	// The apiserver sends the same batch again after a slow answer.
+	for range 2 {
+		if err := q.Publish(t.Context(), in); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := q.Publish(t.Context(), entries("", 50, 1, 10)); err != nil {
+		t.Fatal(err)
+	}
+	got := readN(t, q, 51, nil)
+	if len(got) != 51 {
+		t.Fatalf("got %d records, want 51 (duplicates removed)", len(got))
+	}
+	if h := q.m.dedupHits("").Get(); h != 50 {
+		t.Errorf("dedup hits = %d, want 50", h)
+	}
+}
+
+func TestQueue_NakRedelivers(t *testing.T) {
+	q := open(t, t.TempDir(), nil)
+	defer q.Close(context.Background())
+	if err := q.Publish(t.Context(), entries("", 0, 10, 10)); err != nil {
+		t.Fatal(err)
+	}
+	readN(t, q, 10, errors.New("detection failed"))
+	// Redelivered records bypass nothing: their keys were seen, but a nak
+	// must deliver them again. The queue forgets keys of naked batches.
+	got := readN(t, q, 10, nil)
+	if len(got) != 10 {
+		t.Fatalf("redelivered %d records, want 10", len(got))
+	}
+}
+
+func TestQueue_RestartRedeliversUnacked(t *testing.T) {
+	dir := t.TempDir()
+	q := open(t, dir, nil)
+	if err := q.Publish(t.Context(), entries("c", 0, 30, 10)); err != nil {
+		t.Fatal(err)
+	}
+	readN(t, q, 10, nil) // may take more than 10 if delivered together
+	if err := q.Close(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	q = open(t, dir, nil)
+	defer q.Close(context.Background())
+	// Replay hands back what was acknowledged; Read what was not.
+	var replayed int
+	info, err := q.Replay(t.Context(), time.Hour, func(b ingest.Batch, _ ReplayInfo) error { replayed += len(b.Records); return nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.Floor == 0 || replayed == 0 {
+		t.Fatalf("replay floor %d, %d records; want the acknowledged records", info.Floor, replayed)
+	}
+	rest := readN(t, q, 30-replayed, nil)
+	if replayed+len(rest) != 30 {
+		t.Fatalf("replayed %d + read %d, want 30", replayed, len(rest))
+	}
+}
+
+func TestQueue_Full(t *testing.T) {
+	q := open(t, t.TempDir(), func(o *Options) { o.MaxPendingBytes = 20 << 10 })
+	defer q.Close(context.Background())
+	if err := q.Publish(t.Context(), entries("", 0, 10, 1000)); err != nil {
+		t.Fatal(err)
+	}
+	err := q.Publish(t.Context(), entries("", 10, 15, 1000))
+	if !errors.Is(err, ingest.ErrFull) {
+		t.Fatalf("publish over the limit: err = %v, want ErrFull", err)
+	}
+	readN(t, q, 10, nil)
+	if err := q.Publish(t.Context(), entries("", 10, 15, 1000)); err != nil {
+		t.Fatalf("publish after the consumer caught up: %v", err)
+	}
+}
+
+func TestQueue_Closed(t *testing.T) {
+	q := open(t, t.TempDir(), nil)
+	q.Close(t.Context())
+	if err := q.Publish(t.Context(), entries("", 0, 1, 1)); !errors.Is(err, ingest.ErrClosed) {
+		t.Fatalf("publish after close: %v, want ErrClosed", err)
+	}
+}
+
+func TestQueue_DeadLetterAndFingerprints(t *testing.T) {
+	q := open(t, t.TempDir(), nil)
+	defer q.Close(context.Background())
+	if err := q.DeadLetter(t.Context(), []ingest.DeadLetter{{Cluster: "a", Reason: "malformed", Data: []byte("{")}}); err != nil {
+		t.Fatal(err)
+	}
+	s, err := q.js.Stream(t.Context(), DeadLetterStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := s.GetMsg(t.Context(), 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(m.Data) != "{" || m.Header.Get(HeaderReason) != "malformed" {
+		t.Errorf("dead letter = %q reason %q", m.Data, m.Header.Get(HeaderReason))
+	}
+	fps, err := q.Fingerprints(t.Context(), time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := fps.Has(t.Context(), "abc"); err != nil || ok {
+		t.Fatalf("Has before Add = %v, %v", ok, err)
+	}
+	if err := fps.Add(t.Context(), "abc", []byte("r")); err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := fps.Has(t.Context(), "abc"); err != nil || !ok {
+		t.Fatalf("Has after Add = %v, %v", ok, err)
+	}
+}

@@ -1,0 +1,110 @@
+package jetstream
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/vigil-k8s/vigil/ingest"
+)
+
+// ReplayInfo describes what Replay re-read.
+type ReplayInfo struct {
+	// Floor is the last stream sequence detection had acknowledged.
+	Floor uint64
+	// Start is the write time of the first message re-read; End that of
+	// the floor message.
+	Start, End time.Time
+	Messages   int
+	Records    int
+	// FromStart is set when the re-read began at the stream's first
+	// message ever: no history was cut off.
+	FromStart bool
+}
+
+// Replay re-reads, in order, the already acknowledged events written in the
+// span before the consumer's ack floor, and hands them to fn as batches
+// without an Ack. It rebuilds in-memory state (window state, the
+// de-duplication window) after a restart; call it after Open and before
+// the first Read. Records are valid only during fn, which also receives
+// what is known of the re-read so far.
+func (q *Queue) Replay(ctx context.Context, span time.Duration, fn func(ingest.Batch, ReplayInfo) error) (ReplayInfo, error) {
+	info := ReplayInfo{Floor: q.floor}
+	if info.Floor == 0 || span <= 0 {
+		return info, nil
+	}
+	cfg := jetstream.OrderedConsumerConfig{DeliverPolicy: jetstream.DeliverAllPolicy}
+	raw, err := q.events.GetMsg(ctx, info.Floor)
+	switch {
+	case err == nil:
+		info.End = raw.Time
+		start := raw.Time.Add(-span)
+		cfg = jetstream.OrderedConsumerConfig{DeliverPolicy: jetstream.DeliverByStartTimePolicy, OptStartTime: &start}
+	case errors.Is(err, jetstream.ErrMsgNotFound):
+		// The floor message aged out: everything left is newer, and all of
+		// it up to the floor is re-read.
+	default:
+		return info, fmt.Errorf("read message %d of %s: %w", info.Floor, EventStream, err)
+	}
+	oc, err := q.events.OrderedConsumer(ctx, cfg)
+	if err != nil {
+		return info, fmt.Errorf("create replay consumer: %w", err)
+	}
+	var frames []frame
+	for {
+		mb, err := oc.Fetch(256, jetstream.FetchMaxWait(2*time.Second))
+		if err != nil {
+			return info, fmt.Errorf("replay %s: %w", EventStream, err)
+		}
+		got := 0
+		for m := range mb.Messages() {
+			got++
+			md, err := m.Metadata()
+			if err != nil {
+				return info, fmt.Errorf("replay %s: %w", EventStream, err)
+			}
+			if md.Sequence.Stream > info.Floor {
+				return info, nil
+			}
+			if info.Messages == 0 {
+				info.Start = md.Timestamp
+				info.FromStart = md.Sequence.Stream == 1
+			}
+			info.Messages++
+			cluster := m.Headers().Get(HeaderCluster)
+			frames, err = decodeFrames(m.Data(), frames[:0])
+			if err != nil {
+				q.log.Error("decode queue message", "err", err, "seq", md.Sequence.Stream)
+			}
+			now := q.opts.Now()
+			recs := make([]ingest.Record, 0, len(frames))
+			q.dedupMu.Lock()
+			for _, f := range frames {
+				if q.dedup.Seen(string(f.key), now) {
+					continue
+				}
+				recs = append(recs, ingest.Record{Data: f.data, Cluster: cluster})
+			}
+			q.dedupMu.Unlock()
+			info.Records += len(recs)
+			if len(recs) > 0 {
+				if err := fn(ingest.Batch{Records: recs}, info); err != nil {
+					return info, err
+				}
+			}
+			if md.Sequence.Stream == info.Floor {
+				return info, nil
+			}
+		}
+		if err := mb.Error(); err != nil && !errors.Is(err, jetstream.ErrNoMessages) && !errors.Is(err, context.DeadlineExceeded) {
+			return info, fmt.Errorf("replay %s: %w", EventStream, err)
+		}
+		if got == 0 {
+			// Nothing more before the floor (messages aged out meanwhile).
+			return info, nil
+		}
+	}
+}
