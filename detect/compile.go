@@ -18,9 +18,14 @@ import (
 // env is the expression environment: the event's fields under their JSON
 // names plus the named lists.
 type env struct {
-	ingest.Event
+	eventFields
 	Lists map[string][]string `expr:"lists"`
 }
+
+// eventFields is ingest.Event without its methods: expr looks up a method
+// for every field access on a value that has any, and env is passed by
+// pointer.
+type eventFields ingest.Event
 
 // RuleSet is a compiled, immutable set of enabled rules with their lists
 // and the index that picks the rules an event can match.

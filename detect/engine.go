@@ -331,6 +331,8 @@ func (e *Engine) Close() {}
 
 // worker decodes and matches records; each has its own decoder and VM.
 type worker struct {
+	// env is the expression environment of the event being evaluated.
+	env          env
 	rs           *RuleSet
 	since, until int64
 	dec          ingest.Decoder
@@ -401,9 +403,12 @@ type evalCtx struct {
 	loaded bool
 }
 
+// env returns the expression environment: the worker's env, filled from
+// the event, passed by pointer so the event is not copied to the heap.
 func (x *evalCtx) env() any {
 	if x.envAny == nil {
-		x.envAny = env{Event: *x.ev, Lists: x.w.rs.Lists}
+		x.w.env = env{eventFields: eventFields(*x.ev), Lists: x.w.rs.Lists}
+		x.envAny = &x.w.env
 	}
 	return x.envAny
 }
