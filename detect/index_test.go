@@ -1,0 +1,75 @@
+package detect
+
+import (
+	"testing"
+
+	"github.com/vigil-k8s/vigil/ingest"
+)
+
+// TestPrefilter checks that the constant conditions found in a match are
+// exactly as strict as the expression: an event they reject never matches,
+// and they reject what they can.
+func TestPrefilter(t *testing.T) {
+	ev := func(verb, resource, sub, user string, code int) *ingest.Event {
+		return &ingest.Event{Verb: verb, User: ingest.UserInfo{Username: user},
+			ObjectRef: ingest.ObjectRef{Resource: resource, Subresource: sub}, ResponseStatus: ingest.Status{Code: code}}
+	}
+	cases := []struct {
+		match string
+		ev    *ingest.Event
+		pass  bool
+	}{
+		{`objectRef.resource == "secrets" && verb in ["get", "list"]`, ev("get", "secrets", "", "a", 200), true},
+		{`objectRef.resource == "secrets" && verb in ["get", "list"]`, ev("watch", "secrets", "", "a", 200), false},
+		{`"secrets" == objectRef.resource`, ev("get", "pods", "", "a", 200), true}, // reversed operands are not indexed
+		{`responseStatus.code == 403`, ev("get", "pods", "", "a", 200), false},
+		{`responseStatus.code in [401, 403]`, ev("get", "pods", "", "a", 401), true},
+		{`responseStatus.code < 400`, ev("get", "pods", "", "a", 0), true},
+		{`responseStatus.code < 400`, ev("get", "pods", "", "a", 404), false},
+		{`responseStatus.code >= 400 && objectRef.subresource == "exec"`, ev("get", "pods", "exec", "a", 403), true},
+		{`responseStatus.code >= 400 && objectRef.subresource == "exec"`, ev("get", "pods", "", "a", 403), false},
+		{`impersonatedUser.username != ""`, ev("get", "pods", "", "a", 200), false},
+		{`user.username != "" || verb == "get"`, ev("get", "pods", "", "", 200), true}, // || is not indexed
+		{`!(verb == "get")`, ev("get", "pods", "", "", 200), true},
+		{`objectRef?.resource == "pods"`, ev("get", "secrets", "", "", 200), true}, // optional chains are not indexed
+	}
+	for _, c := range cases {
+		_, checks := matchConstraints(c.match)
+		r := &Rule{checks: checks}
+		if got := r.prefilter(c.ev); got != c.pass {
+			t.Errorf("%s on %+v: prefilter %v, want %v", c.match, c.ev, got, c.pass)
+		}
+	}
+}
+
+func TestGlob(t *testing.T) {
+	cases := []struct {
+		pattern, s string
+		want       bool
+	}{
+		{"system:node:*", "system:node:node-1", true},
+		{"system:node:*", "system:nodes", false},
+		{"system:serviceaccount:*:default", "system:serviceaccount:kube-system:default", true},
+		{"system:serviceaccount:*:default", "system:serviceaccount:kube-system:deployer", false},
+		{"*.example.com/*", "registry.example.com/app:v1", true},
+		{"*", "", true},
+		{"a*b*c", "abc", true},
+		{"a*b*c", "acb", false},
+		{"kube-?roxy", "kube-proxy", true},
+		{"img:v[0-9]", "img:v7", true},
+		{"exact", "exact", true},
+		{"exact", "exactly", false},
+	}
+	for _, c := range cases {
+		if got := glob(c.pattern, c.s); got != c.want {
+			t.Errorf("glob(%q, %q) = %v, want %v", c.pattern, c.s, got, c.want)
+		}
+	}
+	lists := compileLists(map[string][]string{"cp": {"system:kube-scheduler", "system:node:*", "system:serviceaccount:kube-system:*"}})
+	for s, want := range map[string]bool{"system:kube-scheduler": true, "system:node:n1": true,
+		"system:serviceaccount:kube-system:x": true, "system:serviceaccount:ci:x": false, "alice": false} {
+		if got := lists.contains("cp", s); got != want {
+			t.Errorf("contains(cp, %q) = %v, want %v", s, got, want)
+		}
+	}
+}
