@@ -3,33 +3,12 @@ package detect
 import (
 	"bytes"
 	"encoding/json"
-	"flag"
-	"os"
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/vigil-k8s/vigil/internal/golden"
 )
-
-var update = flag.Bool("update", false, "rewrite golden files")
-
-// golden compares got with testdata/NAME, or rewrites it with -update.
-func golden(t *testing.T, name string, got []byte) {
-	t.Helper()
-	path := filepath.Join("testdata", name)
-	if *update {
-		if err := os.WriteFile(path, got, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run go test -update to create it)", err)
-	}
-	if !bytes.Equal(got, want) {
-		t.Errorf("%s differs from the golden file (go test -update rewrites it):\ngot:\n%s\nwant:\n%s", name, got, want)
-	}
-}
 
 // TestAlert_JSON pins the alert JSON contract (docs/alerts.md) for a
 // single-event rule and a window rule.
@@ -69,7 +48,7 @@ func TestAlert_JSON(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	golden(t, "alerts.golden.json", buf.Bytes())
+	golden.Check(t, buf.Bytes(), filepath.Join("testdata", "alerts.golden.json"))
 
 	exe := alerts[0]
 	if exe.ExecCommand != "cat /etc/shadow" || exe.Fingerprint != Fingerprint("exec", "e1", t0) || exe.Count != 1 {

@@ -6,7 +6,6 @@ import (
 	"compress/gzip"
 	"context"
 	"encoding/json"
-	"flag"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -15,9 +14,8 @@ import (
 	"time"
 
 	"github.com/vigil-k8s/vigil/detect"
+	"github.com/vigil-k8s/vigil/internal/golden"
 )
-
-var update = flag.Bool("update", false, "rewrite golden files")
 
 // vigil runs the command in-process and returns its exit code and output.
 func vigil(t *testing.T, stdin string, args ...string) (int, string, string) {
@@ -117,7 +115,7 @@ func TestReplay_RealCaptures(t *testing.T) {
 					t.Errorf("missing detection %q", want)
 				}
 			}
-			goldenFile(t, run+".alerts.txt", []byte(strings.Join(lines, "\n")+"\n"))
+			golden.Check(t, []byte(strings.Join(lines, "\n")+"\n"), filepath.Join("testdata", run+".alerts.txt"))
 		})
 	}
 }
@@ -161,24 +159,6 @@ var expectedDetections = []string{
 	"e7_csr csr-privileged-identity-refused system:serviceaccount:ci:deployer",
 	"e7_csr csr-approved kubernetes-admin",
 	"e7_csr control-plane-identity-unexpected-client system:kube-controller-manager",
-}
-
-func goldenFile(t *testing.T, name string, got []byte) {
-	t.Helper()
-	path := filepath.Join("testdata", name)
-	if *update {
-		if err := os.WriteFile(path, got, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (go test -update creates it)", err)
-	}
-	if !bytes.Equal(got, want) {
-		t.Errorf("%s changed (go test -update rewrites it after review):\n got:\n%s\nwant:\n%s", name, got, want)
-	}
 }
 
 func writeFile(t *testing.T, dir, name string, data []byte) string {

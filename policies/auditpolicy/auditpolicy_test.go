@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"compress/gzip"
 	"context"
-	"flag"
 	"io"
 	"os"
 	"path/filepath"
@@ -17,10 +16,9 @@ import (
 
 	"github.com/vigil-k8s/vigil/detect"
 	"github.com/vigil-k8s/vigil/ingest"
+	"github.com/vigil-k8s/vigil/internal/golden"
 	"github.com/vigil-k8s/vigil/policies"
 )
-
-var update = flag.Bool("update", false, "rewrite the golden files and deploy/audit-policy.yaml")
 
 // deployPolicy is the policy shipped in deploy/, generated from the
 // built-in packs.
@@ -65,26 +63,6 @@ func loadFile(t *testing.T, path string) *Policy {
 	return p
 }
 
-// golden compares got with a file, or rewrites the files with -update.
-func golden(t *testing.T, got []byte, paths ...string) {
-	t.Helper()
-	for _, path := range paths {
-		if *update {
-			if err := os.WriteFile(path, got, 0o644); err != nil {
-				t.Fatal(err)
-			}
-			continue
-		}
-		want, err := os.ReadFile(path)
-		if err != nil {
-			t.Fatalf("%v (run go test ./policies/auditpolicy -update)", err)
-		}
-		if !bytes.Equal(got, want) {
-			t.Errorf("%s is stale (run go test ./policies/auditpolicy -update):\ngot\n%s\nwant\n%s", path, got, want)
-		}
-	}
-}
-
 func TestGenerate_Golden(t *testing.T) {
 	for _, tc := range []struct {
 		name  string
@@ -104,7 +82,7 @@ func TestGenerate_Golden(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			golden(t, out, tc.files...)
+			golden.Check(t, out, tc.files...)
 			// Generating twice gives the same bytes.
 			again, err := Generate(rs)
 			if err != nil {
