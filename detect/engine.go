@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
@@ -234,22 +235,28 @@ func (e *Engine) process(ctx context.Context, recs []ingest.Record) error {
 	return err
 }
 
-// match runs the workers over contiguous parts of the batch.
+// match runs the workers over the batch. They take small chunks in turn,
+// so a worker that drew costly events does not hold the others back.
 func (e *Engine) match(recs []ingest.Record, res []result) {
-	n := min(len(e.workers), (len(recs)+63)/64)
+	const chunk = 64
+	n := min(len(e.workers), (len(recs)+chunk-1)/chunk)
 	if n <= 1 {
 		e.workers[0].run(recs, res)
 		return
 	}
+	var next atomic.Int64
 	var wg sync.WaitGroup
-	per := (len(recs) + n - 1) / n
-	for i := range n {
-		lo, hi := i*per, min((i+1)*per, len(recs))
-		if lo >= hi {
-			break
-		}
-		w := e.workers[i]
-		wg.Go(func() { w.run(recs[lo:hi], res[lo:hi]) })
+	for _, w := range e.workers[:n] {
+		wg.Go(func() {
+			for {
+				lo := int(next.Add(chunk)) - chunk
+				if lo >= len(recs) {
+					return
+				}
+				hi := min(lo+chunk, len(recs))
+				w.run(recs[lo:hi], res[lo:hi])
+			}
+		})
 	}
 	wg.Wait()
 }
