@@ -206,7 +206,7 @@ func (e *Engine) process(ctx context.Context, recs []ingest.Record) error {
 		}
 		for j, a := range r.alerts {
 			rule := r.alertRules[j]
-			if e.fired.seen(r.idKey ^ uint64(rule.idx+1)*0x9E3779B97F4A7C15) {
+			if e.fired.seen(firedKey(r.idKey, rule, 0, 0)) {
 				continue
 			}
 			if err := e.send(a); err != nil {
@@ -215,7 +215,7 @@ func (e *Engine) process(ctx context.Context, recs []ingest.Record) error {
 		}
 		late := false
 		for _, m := range r.window {
-			if e.fired.seen(r.idKey ^ uint64(m.rule.idx+1)*0x9E3779B97F4A7C15 ^ uint64(m.step+2)<<48 ^ maphash.String(e.seed, m.key)) {
+			if e.fired.seen(firedKey(r.idKey, m.rule, m.step+2, maphash.String(e.seed, m.key))) {
 				continue
 			}
 			if m.t < e.watermark-e.lateness {
@@ -233,6 +233,13 @@ func (e *Engine) process(ctx context.Context, recs []ingest.Record) error {
 	err := e.runShards(false)
 	e.m.batchSeconds.UpdateDuration(start)
 	return err
+}
+
+// firedKey identifies a rule's use of a request (its auditID hash), so a
+// request seen at several stages counts once per rule; for window rules
+// per step and key too.
+func firedKey(auditID uint64, r *Rule, step int, key uint64) uint64 {
+	return auditID ^ uint64(r.idx+1)*0x9E3779B97F4A7C15 ^ uint64(step)<<48 ^ key
 }
 
 // match runs the workers over the batch. They take small chunks in turn,
