@@ -24,9 +24,13 @@ const (
 	DefaultLateness       = 5 * time.Minute
 	DefaultDedupSize      = 1 << 18
 	DefaultMaxKeysPerRule = 100_000
-	// DefaultMaxPending bounds the matches a shard buffers for ordering;
-	// past it the oldest are released early.
+	// DefaultMaxPending bounds the matches buffered for ordering; past it
+	// the oldest are released early.
 	DefaultMaxPending = 200_000
+	// shardCount is fixed, not derived from the worker count, so bounds per
+	// shard (keys, pending matches) and therefore the alerts are the same
+	// whatever the number of workers.
+	shardCount = 16
 )
 
 // Options configure an Engine.
@@ -84,7 +88,10 @@ type Engine struct {
 	seq       uint64
 	results   []result
 	perShard  [][]*windowMatch
-	m         *engineMetrics
+	// unsent are alerts raised but not yet handed to Emit (it failed): they
+	// go first on the next call, so an Emit failure loses no alert.
+	unsent []Alert
+	m      *engineMetrics
 }
 
 // New starts an engine.
@@ -129,11 +136,10 @@ func New(o Options) (*Engine, error) {
 		e.workers = append(e.workers, &worker{rs: o.Rules, seed: e.seed, m: e.m, log: o.Logger, since: e.since, until: e.until,
 			dec: ingest.Decoder{Annotations: o.Rules.needAnnotations, Extra: o.Rules.needExtra}})
 	}
-	nShards := o.Workers
-	for range nShards {
-		e.shards = append(e.shards, newShard(o.Lateness, max(1, o.MaxKeysPerRule/nShards), DefaultMaxPending/nShards, e.m))
+	for range shardCount {
+		e.shards = append(e.shards, newShard(o.Lateness, max(1, o.MaxKeysPerRule/shardCount), DefaultMaxPending/shardCount, e.m))
 	}
-	e.perShard = make([][]*windowMatch, nShards)
+	e.perShard = make([][]*windowMatch, shardCount)
 	return e, nil
 }
 
@@ -172,6 +178,11 @@ func (e *Engine) process(ctx context.Context, recs []ingest.Record) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
+	// Alerts a failed Emit left are sent before this batch is looked at;
+	// if that fails again, the batch is refused whole.
+	if err := e.sendUnsent(); err != nil {
+		return err
+	}
 	start := time.Now()
 	if cap(e.results) < len(recs) {
 		e.results = make([]result, len(recs))
@@ -205,12 +216,8 @@ func (e *Engine) process(ctx context.Context, recs []ingest.Record) error {
 			e.watermark = r.t
 		}
 		for j, a := range r.alerts {
-			rule := r.alertRules[j]
-			if e.fired.seen(firedKey(r.idKey, rule, 0, 0)) {
-				continue
-			}
-			if err := e.send(a); err != nil {
-				return err
+			if !e.fired.seen(firedKey(r.idKey, r.alertRules[j], 0, 0)) {
+				e.unsent = append(e.unsent, a)
 			}
 		}
 		late := false
@@ -230,9 +237,9 @@ func (e *Engine) process(ctx context.Context, recs []ingest.Record) error {
 			e.m.late.Inc()
 		}
 	}
-	err := e.runShards(false)
+	e.runShards(false)
 	e.m.batchSeconds.UpdateDuration(start)
-	return err
+	return e.sendUnsent()
 }
 
 // firedKey identifies a rule's use of a request (its auditID hash), so a
@@ -268,9 +275,9 @@ func (e *Engine) match(recs []ingest.Record, res []result) {
 	wg.Wait()
 }
 
-// runShards hands each shard its matches, waits, and emits the window
+// runShards hands each shard its matches, waits, and queues the window
 // alerts in a deterministic order.
-func (e *Engine) runShards(flush bool) error {
+func (e *Engine) runShards(flush bool) {
 	var wg sync.WaitGroup
 	for i, s := range e.shards {
 		ms := e.perShard[i]
@@ -280,15 +287,15 @@ func (e *Engine) runShards(flush bool) error {
 		wg.Go(func() { s.add(ms, e.watermark, flush) })
 	}
 	wg.Wait()
-	var alerts []Alert
+	var fired []firedAlert
 	for i, s := range e.shards {
 		clear(e.perShard[i])
 		e.perShard[i] = e.perShard[i][:0]
-		alerts = append(alerts, s.alerts...)
+		fired = append(fired, s.alerts...)
 		clear(s.alerts)
 		s.alerts = s.alerts[:0]
 	}
-	slices.SortFunc(alerts, func(a, b Alert) int {
+	slices.SortFunc(fired, func(a, b firedAlert) int {
 		if c := a.Time.Compare(b.Time); c != 0 {
 			return c
 		}
@@ -297,24 +304,33 @@ func (e *Engine) runShards(flush bool) error {
 		}
 		return strings.Compare(a.GroupKey, b.GroupKey)
 	})
-	for i, a := range alerts {
-		// A sequence completed by one event for several keys (a user and
-		// its groups) raises one alert.
-		if i > 0 && a.Rule == alerts[i-1].Rule && a.AuditIDs[len(a.AuditIDs)-1] == alerts[i-1].AuditIDs[len(alerts[i-1].AuditIDs)-1] && a.Time.Equal(alerts[i-1].Time) {
-			continue
+	// A sequence completed by one event for several keys (a user and its
+	// groups) raises one alert: the first key in order.
+	done := map[string]bool{}
+	for _, f := range fired {
+		if f.sequence {
+			k := f.Rule + "\x00" + f.trigger
+			if done[k] {
+				continue
+			}
+			done[k] = true
 		}
-		if err := e.send(a); err != nil {
-			return err
-		}
+		e.unsent = append(e.unsent, f.Alert)
 	}
-	return nil
 }
 
-func (e *Engine) send(a Alert) error {
-	e.m.alert(a.Rule, a.Severity).Inc()
-	if err := e.emit(a); err != nil {
-		return fmt.Errorf("emit alert %s: %w", a.Rule, err)
+// sendUnsent hands the queued alerts to Emit in order, keeping those after
+// a failure for the next call.
+func (e *Engine) sendUnsent() error {
+	for i, a := range e.unsent {
+		if err := e.emit(a); err != nil {
+			e.unsent = slices.Delete(e.unsent, 0, i)
+			return fmt.Errorf("emit alert %s: %w", a.Rule, err)
+		}
+		e.m.alert(a.Rule, a.Severity).Inc()
 	}
+	clear(e.unsent)
+	e.unsent = e.unsent[:0]
 	return nil
 }
 
@@ -324,7 +340,11 @@ func (e *Engine) Flush(ctx context.Context) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	return e.runShards(true)
+	if err := e.sendUnsent(); err != nil {
+		return err
+	}
+	e.runShards(true)
+	return e.sendUnsent()
 }
 
 // Advance moves the watermark to t if it is behind, so window matches are
@@ -336,7 +356,11 @@ func (e *Engine) Advance(ctx context.Context, t time.Time) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	return e.runShards(false)
+	if err := e.sendUnsent(); err != nil {
+		return err
+	}
+	e.runShards(false)
+	return e.sendUnsent()
 }
 
 // Close releases the engine. Buffered window matches are dropped: call
@@ -575,7 +599,9 @@ func keyString(v any) string {
 	case string:
 		return strings.Clone(v)
 	case []string:
-		return strings.Join(v, ",")
+		// Join returns a lone element itself: clone, it may point into
+		// the decoder's buffer.
+		return strings.Clone(strings.Join(v, ","))
 	}
 	return fmt.Sprint(v)
 }

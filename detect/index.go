@@ -1,6 +1,8 @@
 package detect
 
 import (
+	"math"
+
 	"github.com/expr-lang/expr/ast"
 	"github.com/expr-lang/expr/parser"
 
@@ -253,18 +255,17 @@ func codeCheck(op string, right ast.Node) (check, string, bool) {
 	if !ok {
 		return check{}, "", false
 	}
-	const maxCode = 1 << 30
 	switch op {
 	case "==":
 		c.codes = map[int]struct{}{i.Value: {}}
 	case "<":
-		c.lo, c.hi = -maxCode, i.Value-1
+		c.lo, c.hi = math.MinInt, i.Value-1
 	case "<=":
-		c.lo, c.hi = -maxCode, i.Value
+		c.lo, c.hi = math.MinInt, i.Value
 	case ">":
-		c.lo, c.hi = i.Value+1, maxCode
+		c.lo, c.hi = i.Value+1, math.MaxInt
 	case ">=":
-		c.lo, c.hi = i.Value, maxCode
+		c.lo, c.hi = i.Value, math.MaxInt
 	default:
 		return check{}, "", false
 	}

@@ -4,9 +4,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"hash/maphash"
+	"hash/fnv"
 	"io"
-	"strconv"
 
 	"github.com/vigil-k8s/vigil/ingest"
 )
@@ -20,7 +19,19 @@ type snapshot struct {
 	Watermark int64                                 `json:"watermark"`
 	Seq       uint64                                `json:"seq"`
 	RawRules  map[string]map[string]json.RawMessage `json:"rules"`
-	Pending   []pendingMatch                        `json:"pending"`
+	// Shapes records each rule's window kind and step count: state of a
+	// rule whose window changed since is dropped, never misread.
+	Shapes  map[string]windowShape `json:"shapes"`
+	Pending []pendingMatch         `json:"pending"`
+}
+
+type windowShape struct {
+	Kind  WindowKind `json:"kind"`
+	Steps int        `json:"steps,omitempty"`
+}
+
+func shapeOf(r *Rule) windowShape {
+	return windowShape{Kind: r.Spec.Window.Kind, Steps: len(r.Spec.Window.Steps)}
 }
 
 // pendingMatch is a buffered match with its event, re-decoded on restore.
@@ -38,7 +49,12 @@ type pendingMatch struct {
 // one stopped. Call it from the goroutine that calls Process.
 func (e *Engine) Snapshot(w io.Writer) error {
 	s := snapshot{Version: snapshotVersion, Watermark: e.watermark, Seq: e.seq,
-		RawRules: map[string]map[string]json.RawMessage{}}
+		RawRules: map[string]map[string]json.RawMessage{}, Shapes: map[string]windowShape{}}
+	for _, r := range e.rules.Rules {
+		if r.Spec.Window != nil {
+			s.Shapes[r.Spec.ID] = shapeOf(r)
+		}
+	}
 	for _, sh := range e.shards {
 		for r, keys := range sh.keys {
 			out := s.RawRules[r.Spec.ID]
@@ -84,10 +100,19 @@ func (e *Engine) Restore(r io.Reader) error {
 	e.watermark = max(e.watermark, s.Watermark)
 	e.seq = max(e.seq, s.Seq)
 	var dropped []error
-	for id, keys := range s.RawRules {
+	// same returns the rule if its window has the shape it had when the
+	// snapshot was taken.
+	same := func(id string) *Rule {
 		rule := e.rules.Rule(id)
-		if rule == nil || rule.Spec.Window == nil {
-			dropped = append(dropped, fmt.Errorf("rule %s: no longer a window rule, %d keys dropped", id, len(keys)))
+		if rule == nil || rule.Spec.Window == nil || s.Shapes[id] != shapeOf(rule) {
+			return nil
+		}
+		return rule
+	}
+	for id, keys := range s.RawRules {
+		rule := same(id)
+		if rule == nil {
+			dropped = append(dropped, fmt.Errorf("rule %s: gone or its window changed, %d keys dropped", id, len(keys)))
 			continue
 		}
 		for k, raw := range keys {
@@ -104,11 +129,11 @@ func (e *Engine) Restore(r io.Reader) error {
 			e.m.windowKeys.Inc()
 		}
 	}
-	var dec ingest.Decoder
+	dec := ingest.Decoder{Annotations: true, Extra: true}
 	for _, p := range s.Pending {
-		rule := e.rules.Rule(p.Rule)
-		if rule == nil || rule.Spec.Window == nil {
-			dropped = append(dropped, fmt.Errorf("rule %s: pending match dropped", p.Rule))
+		rule := same(p.Rule)
+		if rule == nil {
+			dropped = append(dropped, fmt.Errorf("rule %s: gone or its window changed, pending match dropped", p.Rule))
 			continue
 		}
 		ev, err := dec.Decode(p.Event)
@@ -116,6 +141,7 @@ func (e *Engine) Restore(r io.Reader) error {
 			dropped = append(dropped, fmt.Errorf("rule %s: pending event: %w", p.Rule, err))
 			continue
 		}
+		ev.LoadObjects()
 		m := &windowMatch{rule: rule, ev: ev.Clone(), t: ev.Time().UnixNano(), seq: p.Seq, key: p.Key, step: p.Step, value: p.Value}
 		sh := e.shardFor(rule, p.Key)
 		sh.pending = append(sh.pending, m)
@@ -129,6 +155,12 @@ func (e *Engine) Restore(r io.Reader) error {
 // shardFor returns the shard that owns (rule, key).
 func (e *Engine) shardFor(r *Rule, key string) *shard { return e.shards[e.shardIndex(r, key)] }
 
+// shardIndex places (rule, key) with a fixed hash (FNV-1a), so placement
+// and the per-shard bounds are the same in every run.
 func (e *Engine) shardIndex(r *Rule, key string) int {
-	return int(maphash.String(e.seed, strconv.Itoa(r.idx)+"\x00"+key) % uint64(len(e.shards)))
+	h := fnv.New64a()
+	h.Write([]byte(r.Spec.ID))
+	h.Write([]byte{0})
+	h.Write([]byte(key))
+	return int(h.Sum64() % uint64(len(e.shards)))
 }

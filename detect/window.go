@@ -56,6 +56,13 @@ func newWindow(kind WindowKind) window {
 	panic("BUG: unknown window kind " + string(kind))
 }
 
+// firedAlert is a window alert with the request that completed it.
+type firedAlert struct {
+	Alert
+	trigger  string
+	sequence bool
+}
+
 // pendingHeap orders buffered matches by (time, input position, step desc):
 // a later step of the same event is processed first so one event does not
 // chain with itself.
@@ -92,7 +99,7 @@ type shard struct {
 	maxPend  int
 	pending  pendingHeap
 	keys     map[*Rule]map[string]window
-	alerts   []Alert
+	alerts   []firedAlert
 	// releasedTo is the time up to which matches were released; lastSweep
 	// the release time of the last sweep of idle keys.
 	releasedTo, lastSweep int64
@@ -146,7 +153,8 @@ func (s *shard) apply(m *windowMatch) {
 	if res, fire := w.add(m, m.rule.Spec.Window); fire {
 		res.key = m.key
 		res.auditIDs = slices.Clone(res.auditIDs[:min(len(res.auditIDs), maxSampleIDs)])
-		s.alerts = append(s.alerts, newAlert(m.rule, m.ev, res))
+		s.alerts = append(s.alerts, firedAlert{Alert: newAlert(m.rule, m.ev, res),
+			trigger: m.ev.AuditID, sequence: m.rule.steps != nil})
 	}
 }
 

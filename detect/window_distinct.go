@@ -5,17 +5,21 @@ import "sort"
 // distinctWindow counts the distinct values of one key: it fires when Count
 // of them were seen within Within.
 type distinctWindow struct {
-	// values maps each value to the last time it was seen; order lists
-	// (time, value) oldest first, for expiry.
-	Values map[string]int64 `json:"values,omitempty"`
-	Order  []timedValue     `json:"order,omitempty"`
-	// ids samples the auditIDs that brought new values.
-	IDs           []string `json:"ids,omitempty"`
-	Last          int64    `json:"last"`
-	CooldownUntil int64    `json:"cooldownUntil,omitempty"`
+	// Values maps each value to the last time it was seen; Order lists the
+	// matches oldest first, for expiry and the alert's auditIDs.
+	Values        map[string]int64 `json:"values,omitempty"`
+	Order         []distinctMatch  `json:"order,omitempty"`
+	Last          int64            `json:"last"`
+	CooldownUntil int64            `json:"cooldownUntil,omitempty"`
 }
 
-// timedValue is a value (an auditID, a distinct value) seen at a time.
+type distinctMatch struct {
+	T  int64  `json:"t"`
+	V  string `json:"v"`
+	ID string `json:"id"`
+}
+
+// timedValue is a value (an auditID) seen at a time.
 type timedValue struct {
 	T int64  `json:"t"`
 	V string `json:"v"`
@@ -24,8 +28,8 @@ type timedValue struct {
 func (w *distinctWindow) add(m *windowMatch, spec *WindowSpec) (windowResult, bool) {
 	i := 0
 	for i < len(w.Order) && w.Order[i].T <= m.t-int64(spec.Within) {
-		if tv := w.Order[i]; w.Values[tv.V] == tv.T {
-			delete(w.Values, tv.V)
+		if dm := w.Order[i]; w.Values[dm.V] == dm.T {
+			delete(w.Values, dm.V)
 		}
 		i++
 	}
@@ -34,13 +38,9 @@ func (w *distinctWindow) add(m *windowMatch, spec *WindowSpec) (windowResult, bo
 	if w.Values == nil {
 		w.Values = map[string]int64{}
 	}
-	_, seen := w.Values[m.value]
-	if seen || len(w.Values) < maxDistinctValues {
-		if !seen && len(w.IDs) < maxSampleIDs {
-			w.IDs = append(w.IDs, m.ev.AuditID)
-		}
+	if _, seen := w.Values[m.value]; seen || len(w.Values) < maxDistinctValues {
 		w.Values[m.value] = m.t
-		w.Order = append(w.Order, timedValue{m.t, m.value})
+		w.Order = append(w.Order, distinctMatch{m.t, m.value, m.ev.AuditID})
 	}
 	if len(w.Values) < spec.Count || m.t < w.CooldownUntil {
 		return windowResult{}, false
@@ -50,9 +50,13 @@ func (w *distinctWindow) add(m *windowMatch, spec *WindowSpec) (windowResult, bo
 		vals = append(vals, v)
 	}
 	sort.Strings(vals)
+	ids := make([]string, 0, maxSampleIDs)
+	for _, dm := range w.Order[:min(len(w.Order), maxSampleIDs)] {
+		ids = append(ids, dm.ID)
+	}
 	res := windowResult{count: len(vals), first: unixUTC(w.Order[0].T), last: unixUTC(m.t),
-		auditIDs: w.IDs, distinct: vals[:min(len(vals), maxAlertDistinct)]}
-	w.Values, w.Order, w.IDs = nil, nil, nil
+		auditIDs: ids, distinct: vals[:min(len(vals), maxAlertDistinct)]}
+	w.Values, w.Order = nil, nil
 	w.CooldownUntil = m.t + int64(spec.Cooldown)
 	return res, true
 }

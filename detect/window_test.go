@@ -256,3 +256,134 @@ func TestEngine_SnapshotRestore(t *testing.T) {
 		t.Errorf("after restore got\n  %v\nwant\n  %v", got, want)
 	}
 }
+
+// TestEngine_Robustness pins behaviours a user must be able to rely on:
+// values from the decoder's buffer are copied before windows keep them,
+// one event with several keys raises one alert per key (but a sequence
+// one per event), an Emit failure loses no alert, a snapshot of a changed
+// rule is dropped without harm, and key bounds do not depend on workers.
+func TestEngine_Robustness(t *testing.T) {
+	const rules = `
+rules:
+- id: groups-distinct
+  title: distinct groups
+  severity: high
+  audit: {level: Metadata, resources: [{group: "", resources: [pods]}]}
+  match: objectRef.resource == "pods" && verb == "get"
+  window: {kind: distinct, by: [user.username], distinct: user.groups, within: 1m, count: 3}
+- id: groups-threshold
+  title: 403 per group
+  severity: high
+  audit: {level: Metadata, resources: [{group: "", resources: [pods]}]}
+  match: responseStatus.code == 403
+  window: {kind: threshold, by: [user.groups], within: 1m, count: 2}
+`
+	withGroups := func(id string, sec float64, user, verb string, code int, groups string) []byte {
+		return ev(id, sec, user, verb, "pods", code, "user", fmt.Sprintf(`{"username":%q,"groups":%s}`, user, groups))
+	}
+	rs := compileTestRules(t, rules)
+
+	t.Run("decoder memory is not retained", func(t *testing.T) {
+		got := runBatches(t, rs.Subset("groups-distinct"), 1, time.Minute, [][]byte{
+			withGroups("a", 0, "u", "get", 200, `["grp-aaaa"]`), withGroups("b", 1, "u", "get", 200, `["grp-bbbb"]`),
+			withGroups("c", 2, "u", "get", 200, `["grp-cccc"]`), withGroups("d", 3, "x", "list", 200, `["grp-zzzz"]`),
+			withGroups("e", 4, "x", "list", 200, `["grp-yyyy"]`)})
+		if !slices.Equal(got, []string{"groups-distinct u 3"}) {
+			t.Errorf("got %v", got)
+		}
+	})
+	t.Run("one alert per key", func(t *testing.T) {
+		got := runBatches(t, rs.Subset("groups-threshold"), 1, time.Minute, [][]byte{
+			withGroups("a", 0, "u", "get", 403, `["team-a","team-b"]`), withGroups("b", 1, "u", "get", 403, `["team-a","team-b"]`)})
+		if !slices.Equal(got, []string{"groups-threshold team-a 2", "groups-threshold team-b 2"}) {
+			t.Errorf("got %v", got)
+		}
+	})
+	t.Run("emit failure loses nothing", func(t *testing.T) {
+		fail := true
+		var got []string
+		e, _ := New(Options{Rules: rs.Subset("groups-threshold"), Workers: 1, Lateness: time.Nanosecond, Emit: func(a Alert) error {
+			if fail {
+				fail = false
+				return fmt.Errorf("sink down")
+			}
+			got = append(got, a.GroupKey)
+			return nil
+		}})
+		batch := ingest.Batch{Records: []ingest.Record{
+			{Data: withGroups("a", 0, "u", "get", 403, `["g"]`)}, {Data: withGroups("b", 1, "u", "get", 403, `["g"]`)},
+			{Data: ev("x", 10, "v", "get", "pods", 200)}}}
+		if err := e.Process(context.Background(), batch); err == nil {
+			t.Fatal("want the Emit error")
+		}
+		// The queue redelivers the batch: nothing is counted twice and the
+		// alert raised before arrives once.
+		if err := e.Process(context.Background(), batch); err != nil {
+			t.Fatal(err)
+		}
+		if err := e.Flush(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Equal(got, []string{"g"}) {
+			t.Errorf("got %v, want one alert for g", got)
+		}
+	})
+	t.Run("restore drops state of a changed window", func(t *testing.T) {
+		seqRules := compileTestRules(t, windowRules)
+		first, _ := New(Options{Rules: seqRules, Workers: 1, Emit: func(Alert) error { return nil }})
+		if err := first.Process(context.Background(), ingest.Batch{Records: []ingest.Record{
+			{Data: ev("a", 0, "eve", "get", "pods", 403)}}}); err != nil {
+			t.Fatal(err)
+		}
+		var snap strings.Builder
+		if err := first.Snapshot(&snap); err != nil {
+			t.Fatal(err)
+		}
+		// The rule "burst" becomes a sequence with the same id.
+		changed := compileTestRules(t, strings.Replace(strings.Replace(windowRules, "- id: burst\n", "- id: burst-was\n", 1), "- id: grant-use", "- id: burst", 1))
+		second, _ := New(Options{Rules: changed, Workers: 1, Emit: func(Alert) error { return nil }})
+		err := second.Restore(strings.NewReader(snap.String()))
+		if err == nil || !strings.Contains(err.Error(), "rule burst: gone or its window changed") {
+			t.Fatalf("restore: %v", err)
+		}
+		if err := second.Process(context.Background(), ingest.Batch{Records: []ingest.Record{
+			{Data: ev("b", 1, "eve", "list", "secrets", 200)}}}); err != nil {
+			t.Fatal(err)
+		}
+		if err := second.Flush(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	})
+	t.Run("key bound independent of workers", func(t *testing.T) {
+		var events [][]byte
+		for round := range 3 {
+			for u := range 40 {
+				events = append(events, ev(fmt.Sprintf("r%du%d", round, u), float64(round*40+u)/10, fmt.Sprintf("user%d", u), "get", "pods", 403))
+			}
+		}
+		run := func(workers int) []string {
+			var got []string
+			e, _ := New(Options{Rules: rs.Subset("groups-threshold"), Workers: workers, MaxKeysPerRule: 50, Emit: func(a Alert) error {
+				got = append(got, a.GroupKey)
+				return nil
+			}})
+			recs := make([]ingest.Record, len(events))
+			for i := range events {
+				recs[i] = ingest.Record{Data: events[i]}
+			}
+			if err := e.Process(context.Background(), ingest.Batch{Records: recs}); err != nil {
+				t.Fatal(err)
+			}
+			if err := e.Flush(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			return got
+		}
+		want := run(1)
+		for _, w := range []int{4, 16} {
+			if got := run(w); !slices.Equal(got, want) {
+				t.Errorf("workers %d: %d alerts, workers 1: %d", w, len(got), len(want))
+			}
+		}
+	})
+}
