@@ -142,20 +142,33 @@ func (a *app) replay(ctx context.Context, f replayFlags, args []string) error {
 		return send(al)
 	}
 
-	var strictErr error
+	// onError is called by the reader (in its goroutine) and by the
+	// engine (in this one).
+	var (
+		mu        sync.Mutex
+		strictErr error
+	)
 	onError := func(origin string, err error) error {
+		mu.Lock()
+		defer mu.Unlock()
 		sum.bad(origin, err)
-		if f.strict {
+		if f.strict && strictErr == nil {
 			strictErr = fmt.Errorf("%s: %w", origin, err)
+		}
+		if f.strict {
 			return strictErr
 		}
 		return nil
+	}
+	stopped := func() error {
+		mu.Lock()
+		defer mu.Unlock()
+		return strictErr
 	}
 	reader, err := logfile.Open(args, a.stdin, logfile.Options{Cluster: cluster, OnError: onError})
 	if err != nil {
 		return usageError{err}
 	}
-	defer reader.Close(ctx)
 
 	set := metrics.NewSet()
 	eng, err := detect.New(detect.Options{
@@ -170,26 +183,31 @@ func (a *app) replay(ctx context.Context, f replayFlags, args []string) error {
 
 	progress := a.progress(f.quiet, sum)
 	defer progress.stop()
-	batches := readAhead(ctx, reader, 2)
+	readCtx, stopReading := context.WithCancel(ctx)
+	batches := readAhead(readCtx, reader, 2)
+	defer func() {
+		// The reader goroutine must be done before the reader closes.
+		stopReading()
+		for range batches {
+		}
+		reader.Close(ctx)
+	}()
 	for b := range batches {
 		if b.err != nil {
 			if errors.Is(b.err, io.EOF) {
 				break
 			}
-			if strictErr != nil {
-				return strictErr
+			if err := stopped(); err != nil {
+				return err
 			}
 			return fmt.Errorf("read input: %w", b.err)
-		}
-		if strictErr != nil {
-			break
 		}
 		sum.events.Add(int64(len(b.batch.Records)))
 		if err := eng.Process(ctx, b.batch); err != nil {
 			return err
 		}
-		if strictErr != nil {
-			return strictErr
+		if err := stopped(); err != nil {
+			return err
 		}
 	}
 	if err := ctx.Err(); err != nil {

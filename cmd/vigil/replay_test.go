@@ -204,6 +204,8 @@ func TestReplay_BadInput(t *testing.T) {
 		{"bad gzip", []byte{0x1f, 0x8b, 0, 1, 2, 3}, nil, 0, []string{"in.log", "gzip"}, 0},
 		{"truncated gzip", truncatedGz, nil, 0, []string{"in.log", "unexpected EOF"}, 1},
 		{"strict stops", []byte("hello\n" + goodEvent + "\n"), []string{"--strict"}, 1, []string{"in.log:1", "malformed JSON"}, 0},
+		{"strict stops at a reader error", []byte(goodEvent + "\n[{\"bad\n" + goodEvent + "\n"), []string{"--strict"}, 1, []string{"in.log:2"}, 0},
+		{"truncated first line loses only itself", []byte(goodEvent[:70] + "\n" + goodEvent + "\n"), nil, 0, []string{"in.log:1", "1 bad lines"}, 1},
 		{"missing file", nil, []string{filepath.Join(dir, "nope.log")}, 2, []string{"nope.log", "no such file"}, 0},
 		{"rule syntax error", []byte(goodEvent + "\n"), []string{"--rules", badRule}, 2, []string{"bad-rule.yaml: rule broken: match:", "(1:"}, 0},
 		{"rule unknown field", []byte(goodEvent + "\n"), []string{"--rules", unknownField}, 2, []string{"unknown.yaml", "line 5", "mtach"}, 0},

@@ -167,6 +167,10 @@ func (r *Reader) Read(ctx context.Context) (ingest.Batch, error) {
 		if err != nil {
 			r.cur.close()
 			r.cur = nil
+			var stop stopError
+			if errors.As(err, &stop) {
+				return b, stop.err
+			}
 			if !errors.Is(err, io.EOF) {
 				if stop := r.report(r.curLabel(err), err); stop != nil {
 					return b, stop
@@ -208,6 +212,12 @@ func (r *Reader) Close(context.Context) error {
 	r.inputs = nil
 	return nil
 }
+
+// stopError carries the error OnError returned to stop the read: it was
+// reported already.
+type stopError struct{ err error }
+
+func (e stopError) Error() string { return e.err.Error() }
 
 type lineError struct {
 	origin string
@@ -273,9 +283,15 @@ func (fr *fileReader) maybeDocument(r *Reader) error {
 	if len(trimmed) == 0 || (trimmed[0] != '{' && trimmed[0] != '[') {
 		return nil
 	}
+	// Only a pretty-printed document opens with a line holding just "{"
+	// or "[": anything else is JSON lines, where a bad first line is one bad
+	// line, not a lost file.
 	i := bytes.IndexByte(trimmed, '\n')
-	if i < 0 || fastjson.ValidateBytes(bytes.TrimSpace(trimmed[:i])) == nil {
-		return nil // JSON lines, or one long line
+	if i < 0 {
+		return nil
+	}
+	if first := string(bytes.TrimSpace(trimmed[:i])); first != "{" && first != "[" {
+		return nil
 	}
 	data, err := io.ReadAll(io.LimitReader(fr.br, maxDocumentBytes+1))
 	if err != nil {
@@ -350,7 +366,7 @@ func (fr *fileReader) next(recs []ingest.Record, max int, r *Reader) ([]ingest.R
 				items, serr := fr.split(line, r.opts.Cluster, origin)
 				if serr != nil {
 					if stop := r.report(origin, serr); stop != nil {
-						return recs, stop
+						return recs, stopError{stop}
 					}
 				}
 				recs = append(recs, items...)
@@ -364,7 +380,7 @@ func (fr *fileReader) next(recs []ingest.Record, max int, r *Reader) ([]ingest.R
 				fr.line++
 				origin := fmt.Sprintf("%s:%d", fr.label, fr.line)
 				if stop := r.report(origin, err); stop != nil {
-					return recs, stop
+					return recs, stopError{stop}
 				}
 				continue
 			}
