@@ -85,7 +85,7 @@ func RedactText(s string) string {
 			})
 		}
 	}
-	if containsAny(s, knownKeyHints) {
+	if containsAny(s, knownKeyHints) || hasBootstrapToken(s) {
 		s = knownKeys.ReplaceAllString(s, Redacted)
 	}
 	return s
@@ -95,8 +95,28 @@ func RedactText(s string) string {
 // (the bootstrap token format needs a '.').
 var (
 	credentialWords = []string{"passw", "pwd", "secret", "token", "key", "credential", "auth"}
-	knownKeyHints   = []string{"AKIA", "gh", "xox", "k_live_", "k_test_", "AIza", "."}
+	knownKeyHints   = []string{"AKIA", "gh", "xox", "k_live_", "k_test_", "AIza"}
 )
+
+// hasBootstrapToken reports whether s holds the shape of a Kubernetes
+// bootstrap token (6 and 16 lower-case letters or digits around a dot),
+// cheaply: most text has dots, few have that.
+func hasBootstrapToken(s string) bool {
+	isTok := func(c byte) bool { return c >= 'a' && c <= 'z' || c >= '0' && c <= '9' }
+	for i := 6; i+16 < len(s); i++ {
+		if s[i] != '.' {
+			continue
+		}
+		ok := true
+		for j := i - 6; j < i+17 && ok; j++ {
+			ok = j == i || isTok(s[j])
+		}
+		if ok {
+			return true
+		}
+	}
+	return false
+}
 
 func containsAny(s string, subs []string) bool {
 	for _, sub := range subs {
