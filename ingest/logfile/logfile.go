@@ -16,7 +16,9 @@ import (
 	"path/filepath"
 	"regexp"
 	"sort"
+	"strconv"
 	"strings"
+	"unsafe"
 
 	"github.com/valyala/fastjson"
 
@@ -48,7 +50,12 @@ type Options struct {
 // Reader yields batches of records from a list of inputs, in order.
 // It is an ingest.Source.
 type Reader struct {
-	opts   Options
+	opts Options
+	// arena holds the lines and origins of the batch being read; free
+	// holds arenas whose batch was acknowledged, for reuse. Reading a log
+	// then allocates nothing per line.
+	arena  []byte
+	free   chan []byte
 	inputs []input
 	cur    *fileReader
 	stdin  io.Reader
@@ -74,7 +81,7 @@ func Open(paths []string, stdin io.Reader, opts Options) (*Reader, error) {
 	if opts.MaxLineBytes <= 0 {
 		opts.MaxLineBytes = DefaultMaxLineBytes
 	}
-	r := &Reader{opts: opts, stdin: stdin}
+	r := &Reader{opts: opts, stdin: stdin, free: make(chan []byte, 8)}
 	var errs []error
 	for _, p := range paths {
 		if p == "-" {
@@ -139,10 +146,33 @@ func dirFiles(dir string) ([]string, error) {
 	return out, nil
 }
 
-// Read returns the next batch; io.EOF when every input is read. Records
-// own their data.
+// arenaSize holds a default batch of typical events; a line that does not
+// fit is copied on its own.
+const arenaSize = 8 << 20
+
+// Read returns the next batch; io.EOF when every input is read. The
+// records' Data and Origin are valid until the batch's Ack is called.
 func (r *Reader) Read(ctx context.Context) (ingest.Batch, error) {
-	var b ingest.Batch
+	select {
+	case r.arena = <-r.free:
+	default:
+		r.arena = make([]byte, 0, arenaSize)
+	}
+	b, err := r.read(ctx, ingest.Batch{})
+	// The arena now belongs to the batch; Ack hands it back for reuse.
+	arena := r.arena[:0]
+	r.arena = nil
+	b.Ack = func(context.Context, error) error {
+		select {
+		case r.free <- arena:
+		default:
+		}
+		return nil
+	}
+	return b, err
+}
+
+func (r *Reader) read(ctx context.Context, b ingest.Batch) (ingest.Batch, error) {
 	for len(b.Records) < r.opts.BatchSize {
 		if err := ctx.Err(); err != nil {
 			return b, err
@@ -182,6 +212,25 @@ func (r *Reader) Read(ctx context.Context) (ingest.Batch, error) {
 		return b, io.EOF
 	}
 	return b, nil
+}
+
+// own copies a line into the batch's arena (or alone when it does not fit).
+func (r *Reader) own(line []byte) []byte {
+	if cap(r.arena)-len(r.arena) < len(line) {
+		return bytes.Clone(line)
+	}
+	start := len(r.arena)
+	r.arena = append(r.arena, line...)
+	return r.arena[start:len(r.arena):len(r.arena)]
+}
+
+// origin returns "label:line", kept in the arena.
+func (r *Reader) origin(label string, line int) string {
+	var buf [64]byte
+	b := append(append(buf[:0], label...), ':')
+	b = strconv.AppendInt(b, int64(line), 10)
+	o := r.own(b)
+	return unsafe.String(unsafe.SliceData(o), len(o))
 }
 
 func (r *Reader) curLabel(err error) string {
@@ -359,9 +408,10 @@ func (fr *fileReader) next(recs []ingest.Record, max int, r *Reader) ([]ingest.R
 			fr.line++
 		}
 		if len(line) > 0 {
+			line = r.own(line)
 			r.Lines++
 			r.Bytes += int64(len(line))
-			origin := fmt.Sprintf("%s:%d", fr.label, fr.line)
+			origin := r.origin(fr.label, fr.line)
 			if isEventList(line) || line[0] == '[' {
 				items, serr := fr.split(line, r.opts.Cluster, origin)
 				if serr != nil {
@@ -399,8 +449,8 @@ func (e errTooLong) Error() string {
 	return fmt.Sprintf("line of %d bytes or more exceeds the limit of %d bytes", e.n, e.limit)
 }
 
-// readLine returns the next non-empty line as an owned copy, without its
-// newline. An over-long line is skipped and reported as errTooLong.
+// readLine returns the next non-empty line without its newline, valid
+// until the next call. An over-long line is skipped and reported as errTooLong.
 func (fr *fileReader) readLine(limit int) ([]byte, error) {
 	for {
 		chunk, err := fr.br.ReadSlice('\n')
@@ -416,7 +466,7 @@ func (fr *fileReader) readLine(limit int) ([]byte, error) {
 			if len(line) > limit {
 				return nil, errTooLong{n: len(line), limit: limit}
 			}
-			return bytes.Clone(line), err
+			return line, err
 		}
 		if !errors.Is(err, bufio.ErrBufferFull) {
 			return nil, err
