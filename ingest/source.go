@@ -11,7 +11,8 @@ type Record struct {
 	// Cluster names the cluster the event came from ("" when unknown).
 	Cluster string
 	// Origin says where the record came from for error messages, such as
-	// "audit.log:1234"; empty when the source has no positions.
+	// "audit.log:1234"; empty when the source has no positions. Like Data,
+	// it is valid until Ack.
 	Origin string
 }
 
