@@ -41,6 +41,9 @@ func (w *distinctWindow) add(m *windowMatch, spec *WindowSpec) (windowResult, bo
 	if _, seen := w.Values[m.value]; seen || len(w.Values) < maxDistinctValues {
 		w.Values[m.value] = m.t
 		w.Order = append(w.Order, distinctMatch{m.t, m.value, m.ev.AuditID})
+		if len(w.Order) > 2*len(w.Values)+32 {
+			w.compact()
+		}
 	}
 	if len(w.Values) < spec.Count || m.t < w.CooldownUntil {
 		return windowResult{}, false
@@ -59,6 +62,19 @@ func (w *distinctWindow) add(m *windowMatch, spec *WindowSpec) (windowResult, bo
 	w.Values, w.Order = nil, nil
 	w.CooldownUntil = m.t + int64(spec.Cooldown)
 	return res, true
+}
+
+// compact drops the matches of values seen again later, so a key holds
+// about one entry per value however often each repeats.
+func (w *distinctWindow) compact() {
+	kept := w.Order[:0]
+	for _, dm := range w.Order {
+		if w.Values[dm.V] == dm.T {
+			kept = append(kept, dm)
+		}
+	}
+	clear(w.Order[len(kept):])
+	w.Order = kept
 }
 
 func (w *distinctWindow) idle(now int64, spec *WindowSpec) bool {
