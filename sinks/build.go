@@ -184,22 +184,23 @@ func newSink(sc SinkConfig, o options) (Sink, error) {
 	return nil, fmt.Errorf("sink %q of type %q has no settings", sc.Name, sc.Type)
 }
 
-// Dispatch redacts the alerts and hands them to delivery. In memory mode it
-// returns at once (unless a stdout/file buffer is full); in durable mode it
-// returns once the alerts are stored in the stream, so the caller may then
-// ack the events behind them.
+// Dispatch hands the alerts to delivery, redacted before any sink sees
+// them. In memory mode it returns at once (unless a stdout/file buffer is
+// full) and each sink's goroutine redacts, off the caller's path; in durable
+// mode the alerts are redacted here and Dispatch returns once they are
+// stored in the stream, so the caller may then ack the events behind them.
 func (d *Dispatcher) Dispatch(ctx context.Context, alerts ...detect.Alert) error {
 	if len(alerts) == 0 {
 		return nil
+	}
+	if d.dur == nil {
+		return d.mem.dispatch(ctx, d.router, alerts)
 	}
 	red := make([]detect.Alert, len(alerts))
 	for i := range alerts {
 		red[i] = Redact(alerts[i])
 	}
-	if d.dur != nil {
-		return d.dur.dispatch(ctx, red)
-	}
-	return d.mem.dispatch(ctx, d.router, red)
+	return d.dur.dispatch(ctx, red)
 }
 
 // Sinks returns the names of the sinks, in config order.

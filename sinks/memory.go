@@ -99,8 +99,10 @@ func (q *memQueue) run(ctx context.Context) {
 	defer close(q.done)
 	batch := make([]detect.Alert, 0, q.t.batch)
 	times := make([]time.Time, 0, q.t.batch)
+	// Alerts arrive unredacted (routing reads no secret field); they are
+	// redacted here, before the sink sees them.
 	for it := range q.ch {
-		batch, times = append(batch[:0], it.a), append(times[:0], it.at)
+		batch, times = append(batch[:0], Redact(it.a)), append(times[:0], it.at)
 	fill:
 		for len(batch) < q.t.batch {
 			select {
@@ -108,7 +110,7 @@ func (q *memQueue) run(ctx context.Context) {
 				if !ok {
 					break fill
 				}
-				batch, times = append(batch, it.a), append(times, it.at)
+				batch, times = append(batch, Redact(it.a)), append(times, it.at)
 			default:
 				break fill
 			}
