@@ -33,6 +33,7 @@ import (
 
 type options struct {
 	url, events, kubeconfig, cacert, cert, key, token string
+	metrics                                           string
 	rate, batch, conns                                int
 	duration                                          time.Duration
 	insecure                                          bool
@@ -52,6 +53,7 @@ func main() {
 	flag.StringVar(&o.key, "key", "", "client key file")
 	flag.StringVar(&o.token, "token", "", "bearer token")
 	flag.BoolVar(&o.insecure, "insecure-skip-verify", false, "do not verify the server certificate")
+	flag.StringVar(&o.metrics, "metrics", "", "vigil's /metrics URL: also report the events detection processed per second")
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
@@ -255,6 +257,10 @@ func run(ctx context.Context, o options, out io.Writer) error {
 	if err != nil {
 		return err
 	}
+	processed0, err := processed(o.metrics)
+	if err != nil {
+		return err
+	}
 	ctx, cancel := context.WithTimeout(ctx, o.duration)
 	defer cancel()
 
@@ -354,5 +360,46 @@ func run(ctx context.Context, o options, out io.Writer) error {
 	fmt.Fprintf(out, "accepted %d events: %.0f events/s\n", accepted.Load(), float64(accepted.Load())/el.Seconds())
 	fmt.Fprintf(out, "ack latency: p50 %s p99 %s max %s (%d POSTs)\n", pct(0.5).Round(10*time.Microsecond), pct(0.99).Round(10*time.Microsecond), pct(1).Round(10*time.Microsecond), len(latencies))
 	fmt.Fprintf(out, "status codes: %v, transport errors: %d\n", codes, errs.Load())
+	if o.metrics != "" {
+		p, err := processed(o.metrics)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(out, "processed %.0f events: %.0f events/s (%.0f accepted and not yet processed)\n",
+			p-processed0, (p-processed0)/el.Seconds(), float64(accepted.Load())-(p-processed0))
+	}
 	return nil
+}
+
+// processed reads vigil_serve_processed_events_total (all clusters) from a
+// vigil /metrics URL; "" reads nothing.
+func processed(url string) (float64, error) {
+	if url == "" {
+		return 0, nil
+	}
+	resp, err := http.Get(url)
+	if err != nil {
+		return 0, fmt.Errorf("read metrics: %w", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return 0, fmt.Errorf("read metrics: %s answered %s", url, resp.Status)
+	}
+	var sum float64
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(nil, 1<<20)
+	for sc.Scan() {
+		l := sc.Text()
+		if strings.HasPrefix(l, "vigil_serve_processed_events_total") {
+			f := strings.Fields(l)
+			v, err := strconv.ParseFloat(f[len(f)-1], 64)
+			if err == nil {
+				sum += v
+			}
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return 0, fmt.Errorf("read metrics: %w", err)
+	}
+	return sum, nil
 }

@@ -1,17 +1,16 @@
 package main
 
 import (
-	"bytes"
 	"cmp"
 	"context"
 	"crypto/tls"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -20,6 +19,7 @@ import (
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
+	natsjs "github.com/nats-io/nats.go/jetstream"
 	"github.com/spf13/cobra"
 	"github.com/valyala/fastjson"
 
@@ -28,6 +28,7 @@ import (
 	"github.com/vigil-k8s/vigil/ingest/jetstream"
 	"github.com/vigil-k8s/vigil/ingest/tlsutil"
 	"github.com/vigil-k8s/vigil/ingest/webhook"
+	"github.com/vigil-k8s/vigil/sinks"
 )
 
 // SilentRule is the id of the built-in alert raised when a cluster stops
@@ -39,7 +40,10 @@ type serveFlags struct {
 	ruleFlags
 	listen, insecureListen, opsListen string
 	dataDir, advertiseURL, output     string
-	syncAlways                        bool
+	syncAlways, pprof                 bool
+	// beforeBatch, when set, runs before detection takes each batch (tests
+	// stall detection with it).
+	beforeBatch func(ctx context.Context)
 }
 
 func (a *app) serveCmd() *cobra.Command {
@@ -50,7 +54,8 @@ func (a *app) serveCmd() *cobra.Command {
 		Long: `vigil serve receives kube-apiserver's audit webhook (an EventList POSTed to
 /audit or /audit/{cluster}), stores every batch on a durable queue in the data
 dir before answering 200, and runs the rules on it. Alerts go to stdout or -o
-FILE as JSON lines.
+FILE as JSON lines, or to the sinks of the config file; they are stored in
+the VIGIL_ALERTS stream before the events that raised them are acknowledged.
 
 With no certificate configured it creates a CA, a serving certificate and a
 client certificate in DATA-DIR/tls and writes DATA-DIR/webhook-kubeconfig.yaml
@@ -65,8 +70,9 @@ for kube-apiserver --audit-webhook-config-file. See docs/serve.md.`,
 	fl.StringVar(&f.opsListen, "ops-listen", ":9090", "plain HTTP address of /metrics, /healthz and /readyz (empty: off)")
 	fl.StringVar(&f.dataDir, "data-dir", "./vigil-data", "directory of the queue, certificates and state")
 	fl.StringVar(&f.advertiseURL, "advertise-url", "", "URL the apiserver uses to reach vigil (default https://HOSTNAME:PORT/audit); its host goes into the serving certificate")
-	fl.StringVarP(&f.output, "output", "o", "", "append alerts to FILE instead of stdout")
+	fl.StringVarP(&f.output, "output", "o", "", "also append alerts to FILE as JSON lines (without sinks in the config: instead of stdout)")
 	fl.BoolVar(&f.syncAlways, "sync-always", false, "sync every queue write to disk (survives power loss; slower)")
+	fl.BoolVar(&f.pprof, "pprof", false, "serve Go's /debug/pprof profiles on the ops address (for performance work; keep the ops port private)")
 	return c
 }
 
@@ -80,8 +86,15 @@ type serveState struct {
 	recv    *webhook.Receiver
 	engine  *detect.Engine
 	fps     *jetstream.Fingerprints
-	output  alertOutput
+	disp    *sinks.Dispatcher
 	silence time.Duration
+	// beforeBatch is serveFlags.beforeBatch.
+	beforeBatch func(ctx context.Context)
+
+	// pending are the alerts emitted since the last flushAlerts, in order;
+	// pendingFP their fingerprints. Both are guarded by engineMu.
+	pending   []detect.Alert
+	pendingFP map[string]bool
 
 	// engineMu serialises the engine: the consumer loop and the idle
 	// ticker both drive it.
@@ -95,6 +108,10 @@ type serveState struct {
 	rebuildStart time.Time
 	rebuildFull  bool
 
+	// sinkConsumers are the durable consumers of the sinks, which a
+	// graceful stop lets catch up.
+	sinkConsumers []string
+
 	consuming bool
 	silent    map[string]time.Time // cluster -> last-seen time already alerted
 
@@ -103,43 +120,6 @@ type serveState struct {
 
 type serveMetrics struct {
 	alertsSent, alertsDup, alertsSuppressed, rejected, silent *metrics.Counter
-}
-
-// alertOutput delivers alerts. send is called for each alert, from one
-// goroutine at a time; flush is called before the events that raised the
-// alerts sent since the last flush are acknowledged, and when it returns
-// nil those alerts are durable. The sinks dispatcher replaces the default
-// (JSON lines to stdout or -o FILE).
-type alertOutput struct {
-	send  func(ctx context.Context, a detect.Alert) error
-	flush func(ctx context.Context) error
-}
-
-// jsonLinesOutput writes alerts as JSON lines; a file is synced at each
-// flush, so a written alert survives a crash once its events are acked.
-func jsonLinesOutput(w io.Writer) alertOutput {
-	enc := json.NewEncoder(w)
-	syncer, _ := w.(interface{ Sync() error })
-	dirty := false
-	return alertOutput{
-		send: func(_ context.Context, a detect.Alert) error {
-			if err := enc.Encode(a); err != nil {
-				return fmt.Errorf("write alert: %w", err)
-			}
-			dirty = true
-			return nil
-		},
-		flush: func(context.Context) error {
-			if !dirty || syncer == nil {
-				return nil
-			}
-			dirty = false
-			if err := syncer.Sync(); err != nil && !errors.Is(err, os.ErrInvalid) {
-				return fmt.Errorf("sync alert output: %w", err)
-			}
-			return nil
-		},
-	}
 }
 
 func (a *app) serve(ctx context.Context, f serveFlags) error {
@@ -154,17 +134,9 @@ func (a *app) serve(ctx context.Context, f serveFlags) error {
 	if err := os.MkdirAll(f.dataDir, 0o700); err != nil {
 		return fmt.Errorf("create data dir: %w", err)
 	}
-	out := a.stdout
-	if f.output != "" {
-		file, err := os.OpenFile(f.output, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
-		if err != nil {
-			return usagef("open -o file: %w", err)
-		}
-		defer file.Close()
-		out = file
-	}
 	s := &serveState{log: a.logger, set: metrics.NewSet(), rs: rs, rules: map[string]*detect.Rule{},
-		output: jsonLinesOutput(out), silence: ss.Serve.SilenceAfter.D(), silent: map[string]time.Time{}}
+		silence: ss.Serve.SilenceAfter.D(), silent: map[string]time.Time{}, pendingFP: map[string]bool{},
+		beforeBatch: f.beforeBatch}
 	s.m = serveMetrics{
 		alertsSent:       s.set.NewCounter("vigil_serve_alerts_sent_total"),
 		alertsDup:        s.set.NewCounter("vigil_serve_alerts_already_sent_total"),
@@ -212,10 +184,25 @@ func (a *app) serve(ctx context.Context, f serveFlags) error {
 	if s.fps, err = q.Fingerprints(ctx, span+time.Hour); err != nil {
 		return err
 	}
-	if f.output != "" {
-		if err := s.reconcileOutput(ctx, f.output); err != nil {
-			return err
+	// Alerts go to VIGIL_ALERTS and from there to each sink: the sinks'
+	// consumers exist before the first alert can be published.
+	s.disp, err = a.buildSinks(ctx, cfg, sinkSetup{output: f.output, metrics: s.set, js: q.JetStream(), nc: q.Conn()})
+	if err != nil {
+		return err
+	}
+	defer func() {
+		cctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := s.disp.Close(cctx); err != nil {
+			a.logger.Warn("close sinks", "err", err)
 		}
+	}()
+	s.sinkConsumers, err = sinkConsumers(cfg, f.output)
+	if err != nil {
+		return err
+	}
+	if err := s.reconcileAlerts(ctx); err != nil {
+		return err
 	}
 	s.engine, err = detect.New(detect.Options{
 		Rules: rs, Workers: cfg.Detect.Workers, Emit: s.emit, Metrics: s.set,
@@ -295,7 +282,7 @@ func (a *app) serve(ctx context.Context, f serveFlags) error {
 	}()
 	var opsSrv *http.Server
 	if ol != nil {
-		opsSrv = &http.Server{Handler: s.opsHandler(), ReadHeaderTimeout: 10 * time.Second}
+		opsSrv = &http.Server{Handler: s.opsHandler(f.pprof), ReadHeaderTimeout: 10 * time.Second}
 		go func() {
 			if err := opsSrv.Serve(ol); !errors.Is(err, http.ErrServerClosed) {
 				errc <- fmt.Errorf("ops server: %w", err)
@@ -335,10 +322,15 @@ func (a *app) serve(ctx context.Context, f serveFlags) error {
 	if err := s.engine.Flush(flushCtx); err != nil && runErr == nil {
 		runErr = fmt.Errorf("flush windows: %w", err)
 	}
-	if err := s.output.flush(flushCtx); err != nil && runErr == nil {
+	if err := s.flushAlerts(flushCtx); err != nil && runErr == nil {
 		runErr = err
 	}
 	s.engineMu.Unlock()
+	// The sinks read VIGIL_ALERTS on their own: give them the rest of the
+	// drain time to deliver what is stored, so a stop leaves nothing
+	// behind that a sink could take now. What is left is delivered after
+	// the restart.
+	s.waitSinks(drainCtx)
 	if opsSrv != nil {
 		opsSrv.Shutdown(flushCtx)
 	}
@@ -458,7 +450,7 @@ func (s *serveState) rebuildWindows(ctx context.Context, span time.Duration) err
 	if err != nil {
 		return fmt.Errorf("rebuild windows: %w", err)
 	}
-	if err := s.output.flush(ctx); err != nil {
+	if err := s.flushAlerts(ctx); err != nil {
 		return err
 	}
 	if info.Records > 0 {
@@ -498,8 +490,8 @@ func (s *serveState) noteEventTime(b ingest.Batch) {
 	s.seenAt = time.Now()
 }
 
-// emit is the engine's Emit: it filters alerts already sent, delivers the
-// rest and records them as sent. It runs with engineMu held.
+// emit is the engine's Emit: it leaves out alerts already sent and
+// collects the rest for flushAlerts. It runs with engineMu held.
 func (s *serveState) emit(al detect.Alert) error {
 	ctx := context.Background()
 	if s.rebuild && !s.rebuildFull {
@@ -513,6 +505,10 @@ func (s *serveState) emit(al detect.Alert) error {
 			}
 		}
 	}
+	if s.pendingFP[al.Fingerprint] {
+		s.m.alertsDup.Inc()
+		return nil
+	}
 	sent, err := s.fps.Has(ctx, al.Fingerprint)
 	if err != nil {
 		return err
@@ -521,57 +517,173 @@ func (s *serveState) emit(al detect.Alert) error {
 		s.m.alertsDup.Inc()
 		return nil
 	}
-	if err := s.output.send(ctx, al); err != nil {
-		return err
-	}
-	s.m.alertsSent.Inc()
-	return s.fps.Add(ctx, al.Fingerprint, []byte(al.Rule+" "+al.Time.UTC().Format(time.RFC3339Nano)))
+	s.pending = append(s.pending, al)
+	s.pendingFP[al.Fingerprint] = true
+	return nil
 }
 
-// reconcileOutput records as sent the alerts at the end of the output file
-// that a crash kept from being recorded: an alert is written (and synced)
-// before its fingerprint is stored, so only the last few can be missing.
-func (s *serveState) reconcileOutput(ctx context.Context, path string) error {
-	f, err := os.Open(path)
+// flushAlerts stores the pending alerts in VIGIL_ALERTS and then records
+// their fingerprints; it runs with engineMu held, before the events that
+// raised the alerts are acknowledged. The order matters for a crash: an
+// alert stored but not yet recorded is raised again after the restart and
+// published with the same message id (the fingerprint), which JetStream
+// drops within its duplicate window, and reconcileAlerts records it at
+// start in any case. On error the alerts stay pending for the next flush.
+func (s *serveState) flushAlerts(ctx context.Context) error {
+	if len(s.pending) == 0 {
+		return nil
+	}
+	if err := s.disp.Dispatch(ctx, s.pending...); err != nil {
+		return fmt.Errorf("store alerts: %w", err)
+	}
+	for _, al := range s.pending {
+		if err := s.fps.Add(ctx, al.Fingerprint, []byte(al.Rule+" "+al.Time.UTC().Format(time.RFC3339Nano))); err != nil {
+			return err
+		}
+		delete(s.pendingFP, al.Fingerprint)
+	}
+	s.m.alertsSent.Add(len(s.pending))
+	clear(s.pending)
+	s.pending = s.pending[:0]
+	return nil
+}
+
+// reconcileAlerts records as sent the alerts at the end of VIGIL_ALERTS
+// that a crash kept from being recorded: an alert is stored before its
+// fingerprint, so only the last few can be missing.
+func (s *serveState) reconcileAlerts(ctx context.Context) error {
+	const tail = 1000
+	fps, err := lastAlertFingerprints(ctx, s.queue.JetStream(), tail)
 	if err != nil {
-		return fmt.Errorf("read alert output: %w", err)
-	}
-	defer f.Close()
-	st, err := f.Stat()
-	if err != nil {
-		return fmt.Errorf("read alert output: %w", err)
-	}
-	const tail = 1 << 20
-	off := max(0, st.Size()-tail)
-	buf := make([]byte, st.Size()-off)
-	if _, err := f.ReadAt(buf, off); err != nil && !errors.Is(err, io.EOF) {
-		return fmt.Errorf("read alert output: %w", err)
-	}
-	lines := bytes.Split(buf, []byte("\n"))
-	if off > 0 {
-		lines = lines[1:] // the first may be cut
+		return err
 	}
 	added := 0
-	for _, l := range lines {
-		fp := fastjson.GetString(l, "fingerprint")
-		if fp == "" {
-			continue
-		}
-		sent, err := s.fps.Has(ctx, fp)
+	for _, fp := range fps {
+		sent, err := s.fps.Has(ctx, fp.fingerprint)
 		if err != nil {
 			return err
 		}
 		if !sent {
-			if err := s.fps.Add(ctx, fp, []byte(fastjson.GetString(l, "rule")+" (from output)")); err != nil {
+			if err := s.fps.Add(ctx, fp.fingerprint, []byte(fp.rule+" (from "+sinks.AlertStream+")")); err != nil {
 				return err
 			}
 			added++
 		}
 	}
 	if added > 0 {
-		s.log.Info("recorded alerts found in the output as sent", "alerts", added, "file", path)
+		s.log.Info("recorded stored alerts as sent", "alerts", added, "stream", sinks.AlertStream)
 	}
 	return nil
+}
+
+type storedAlert struct{ fingerprint, rule string }
+
+// lastAlertFingerprints reads the fingerprints of the last n alerts of
+// VIGIL_ALERTS.
+func lastAlertFingerprints(ctx context.Context, js natsjs.JetStream, n uint64) ([]storedAlert, error) {
+	st, err := js.Stream(ctx, sinks.AlertStream)
+	if err != nil {
+		return nil, fmt.Errorf("read stream %s: %w", sinks.AlertStream, err)
+	}
+	info, err := st.Info(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("read stream %s: %w", sinks.AlertStream, err)
+	}
+	if info.State.Msgs == 0 {
+		return nil, nil
+	}
+	first := max(info.State.FirstSeq, info.State.LastSeq-min(info.State.LastSeq, n-1))
+	c, err := st.OrderedConsumer(ctx, natsjs.OrderedConsumerConfig{
+		DeliverPolicy: natsjs.DeliverByStartSequencePolicy, OptStartSeq: first})
+	if err != nil {
+		return nil, fmt.Errorf("read stream %s: %w", sinks.AlertStream, err)
+	}
+	var out []storedAlert
+	for {
+		batch, err := c.FetchNoWait(500)
+		if err != nil {
+			return nil, fmt.Errorf("read stream %s: %w", sinks.AlertStream, err)
+		}
+		got := 0
+		for m := range batch.Messages() {
+			got++
+			md, err := m.Metadata()
+			if err == nil && md.Sequence.Stream > info.State.LastSeq {
+				return out, nil
+			}
+			if fp := fastjson.GetString(m.Data(), "fingerprint"); fp != "" {
+				out = append(out, storedAlert{fp, fastjson.GetString(m.Data(), "rule")})
+			}
+			if err == nil && md.Sequence.Stream == info.State.LastSeq {
+				return out, nil
+			}
+		}
+		if err := batch.Error(); err != nil {
+			return nil, fmt.Errorf("read stream %s: %w", sinks.AlertStream, err)
+		}
+		if got == 0 {
+			return out, nil
+		}
+	}
+}
+
+// sinkConsumers names the durable consumers of the configured sinks, the
+// way buildSinks adds the -o or default stdout sink.
+func sinkConsumers(cfg *Config, output string) ([]string, error) {
+	sc, err := cfg.sinkConfig()
+	if err != nil {
+		return nil, err
+	}
+	var names []string
+	for _, s := range sc.Sinks {
+		names = append(names, s.Name)
+	}
+	switch {
+	case output != "":
+		names = append(names, "output")
+	case len(names) == 0:
+		names = append(names, "stdout")
+	}
+	for i, n := range names {
+		names[i] = "sink-" + n
+	}
+	return names, nil
+}
+
+// waitSinks waits until every sink's consumer has taken and acknowledged
+// every stored alert, or ctx is done.
+func (s *serveState) waitSinks(ctx context.Context) {
+	st, err := s.queue.JetStream().Stream(ctx, sinks.AlertStream)
+	if err != nil {
+		s.log.Warn("check sink delivery", "err", err)
+		return
+	}
+	t := time.NewTicker(20 * time.Millisecond)
+	defer t.Stop()
+	for {
+		behind := ""
+		for _, name := range s.sinkConsumers {
+			c, err := st.Consumer(ctx, name)
+			if err != nil {
+				behind = name
+				break
+			}
+			ci, err := c.Info(ctx)
+			if err != nil || ci.NumPending+uint64(ci.NumAckPending) > 0 {
+				behind = name
+				break
+			}
+		}
+		if behind == "" {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			s.log.Warn("stopping with alerts not yet delivered; they are delivered after the restart", "consumer", behind)
+			return
+		case <-t.C:
+		}
+	}
 }
 
 // consume is the detection loop: read a batch, process it (which emits
@@ -595,13 +707,16 @@ func (s *serveState) consume(ctx context.Context) error {
 		if err != nil && ctx.Err() != nil {
 			return ctx.Err()
 		}
+		if err == nil && s.beforeBatch != nil {
+			s.beforeBatch(ctx)
+		}
 		switch {
 		case err == nil:
 			// Alerts are made durable before the batch is acknowledged.
 			ack := b.Ack
 			b.Ack = func(ctx context.Context, err error) error {
 				if err == nil {
-					if ferr := s.output.flush(ctx); ferr != nil {
+					if ferr := s.flushAlerts(ctx); ferr != nil {
 						ack(ctx, ferr)
 						return ferr
 					}
@@ -654,7 +769,7 @@ func (s *serveState) tick(ctx context.Context, now time.Time) error {
 	s.engineMu.Lock()
 	defer s.engineMu.Unlock()
 	defer func() {
-		if err := s.output.flush(ctx); err != nil {
+		if err := s.flushAlerts(ctx); err != nil {
 			s.log.Error("flush alerts", "err", err)
 		}
 	}()
@@ -721,9 +836,15 @@ func (s *serveState) waitProcessed(ctx context.Context) {
 	}
 }
 
-// opsHandler serves /metrics, /healthz and /readyz.
-func (s *serveState) opsHandler() http.Handler {
+// opsHandler serves /metrics, /healthz and /readyz, and with withPprof
+// Go's profiles under /debug/pprof/.
+func (s *serveState) opsHandler(withPprof bool) http.Handler {
 	mux := http.NewServeMux()
+	if withPprof {
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	}
 	mux.HandleFunc("GET /metrics", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; version=0.0.4")
 		s.set.WritePrometheus(w)

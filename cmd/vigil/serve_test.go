@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime"
 	"sort"
 	"strconv"
 	"strings"
@@ -292,5 +293,135 @@ func TestServe_RealApiserverClient(t *testing.T) {
 	s.stop(t)
 	if again := parseAlerts(t, s.stdout.String()); len(again) != 0 {
 		t.Errorf("restart sent %d alerts again: %v", len(again), alertKeys(again))
+	}
+}
+
+// TestServe_Overload stalls detection: the webhook answers 429 with
+// Retry-After once the queue holds its limit of unprocessed data, the heap
+// stays bounded however much more is offered, and after the stall every
+// acknowledged event is processed and new batches are accepted again.
+func TestServe_Overload(t *testing.T) {
+	dir := t.TempDir()
+	rules := writeFile(t, dir, "rules.yaml", []byte(crashRules))
+	cfg := writeFile(t, dir, "config.yaml", []byte("queue:\n  max_pending_bytes: 4194304\nserve:\n  retry_after: 2s\n"))
+	addr, ops := freePort(t), freePort(t)
+	release := make(chan struct{})
+	var stalled sync.Once
+	stallSeen := make(chan struct{})
+	f := serveFlags{ruleFlags: ruleFlags{config: cfg, rules: []string{rules}, noBuiltin: true},
+		insecureListen: addr, opsListen: ops, dataDir: filepath.Join(dir, "data"),
+		beforeBatch: func(ctx context.Context) {
+			stalled.Do(func() { close(stallSeen) })
+			select {
+			case <-release:
+			case <-ctx.Done():
+			}
+		}}
+	stderr := &syncBuffer{}
+	a := &app{stdin: strings.NewReader(""), stdout: &syncBuffer{}, stderr: stderr,
+		logger: slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: slog.LevelError}))}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- a.serve(ctx, f) }()
+	s := &servedVigil{webhook: addr, ops: ops, stderr: stderr, stdout: &syncBuffer{}, cancel: cancel, done: done}
+	s.waitReady(t)
+	defer func() {
+		select {
+		case <-release:
+		default:
+			close(release)
+		}
+		s.stop(t)
+	}()
+
+	base := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	const per = 400
+	next := 0
+	client := &http.Client{Timeout: 10 * time.Second}
+	post := func() (int, string) {
+		items := make([]string, per)
+		for i := range items {
+			items[i] = crashEvent(base, next+i)
+		}
+		body := `{"kind":"EventList","apiVersion":"audit.k8s.io/v1","items":[` + strings.Join(items, ",") + `]}`
+		resp, err := client.Post("http://"+addr+"/audit", "application/json", strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode == http.StatusOK {
+			next += per
+		}
+		return resp.StatusCode, resp.Header.Get("Retry-After")
+	}
+	heap := func() uint64 {
+		runtime.GC()
+		var ms runtime.MemStats
+		runtime.ReadMemStats(&ms)
+		return ms.HeapAlloc
+	}
+
+	// Fill the queue: 4 MiB is some 25 batches of these events.
+	accepted, refused := 0, 0
+	for refused == 0 {
+		code, retry := post()
+		switch code {
+		case http.StatusOK:
+			accepted += per
+			if accepted > 200*per {
+				t.Fatalf("still accepting after %d events with detection stalled", accepted)
+			}
+		case http.StatusTooManyRequests:
+			refused++
+			if retry != "2" {
+				t.Errorf("429 with Retry-After %q, want 2", retry)
+			}
+		default:
+			t.Fatalf("answer %d while filling the queue", code)
+		}
+	}
+	<-stallSeen
+	before := heap()
+	// Offer ten times the limit more: every request is refused and the
+	// heap does not grow with what was offered.
+	for range 250 {
+		code, _ := post()
+		if code != http.StatusTooManyRequests {
+			t.Fatalf("answer %d with the queue full, want 429", code)
+		}
+		refused++
+	}
+	after := heap()
+	t.Logf("accepted %d events, refused %d requests; heap %d MiB full, %d MiB after %d MiB more offered",
+		accepted, refused, before>>20, after>>20, 250*per*len(crashEvent(base, 0))>>20)
+	if after > before+16<<20 {
+		t.Errorf("heap grew from %d to %d bytes while refusing", before, after)
+	}
+	if got := metric(t, ops, `vigil_webhook_rejected_requests_total{cluster="",reason="queue_full"}`); got != float64(refused) {
+		t.Errorf("queue_full refusals counted %v, want %d", got, refused)
+	}
+	if got := metric(t, ops, "vigil_serve_processed_events_total"); got != 0 {
+		t.Errorf("processed %v events while stalled", got)
+	}
+
+	// After the stall: everything acknowledged is processed, and the
+	// webhook accepts again.
+	close(release)
+	waitMetric(t, ops, "vigil_serve_processed_events_total", float64(accepted), 30*time.Second)
+	for {
+		code, _ := post()
+		if code == http.StatusOK {
+			accepted += per
+			break
+		}
+		if code != http.StatusTooManyRequests {
+			t.Fatalf("answer %d after the stall", code)
+		}
+		time.Sleep(20 * time.Millisecond) // the pending figure drops as acks land
+	}
+	waitMetric(t, ops, "vigil_serve_processed_events_total", float64(accepted), 30*time.Second)
+	if got := metric(t, ops, "vigil_serve_processed_events_total"); got != float64(accepted) {
+		t.Errorf("processed %v events, acknowledged %d", got, accepted)
 	}
 }

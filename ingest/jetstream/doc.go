@@ -11,7 +11,7 @@
 //     after a crash (Queue.Replay).
 //   - consumer "detect" on it: durable, explicit acks. Its ack floor is the
 //     point up to which detection has finished.
-//   - stream VIGIL_DEADLETTER (subject vigil.deadletter): items the webhook
+//   - stream VIGIL_EVENTS_DEADLETTER (subject vigil.events.deadletter): items the webhook
 //     refused inside an otherwise valid request, with the reason in the
 //     Vigil-Reason header.
 //   - key-value bucket vigil_alerts (Fingerprints): the fingerprints of

@@ -22,10 +22,12 @@ import (
 
 // Names of the JetStream objects the queue uses.
 const (
-	EventStream      = "VIGIL_EVENTS"
-	EventSubject     = "vigil.events"
-	DeadLetterStream = "VIGIL_DEADLETTER"
-	DeadSubject      = "vigil.deadletter"
+	EventStream  = "VIGIL_EVENTS"
+	EventSubject = "vigil.events"
+	// DeadLetterStream holds refused webhook items; the alert sinks own
+	// VIGIL_DEADLETTER for alerts they could not deliver.
+	DeadLetterStream = "VIGIL_EVENTS_DEADLETTER"
+	DeadSubject      = "vigil.events.deadletter"
 	ConsumerName     = "detect"
 	HeaderCluster    = "Vigil-Cluster"
 	HeaderReason     = "Vigil-Reason"
@@ -41,6 +43,8 @@ const (
 	DefaultDeadLetterAge   = 7 * 24 * time.Hour
 	// frameSlack leaves room in a message for headers and frame lengths.
 	frameSlack = 4 << 10
+	// messageTarget is the size Publish fills messages to (see split).
+	messageTarget = 60 << 10
 )
 
 // Options configure the embedded queue.
@@ -116,11 +120,20 @@ func (o *Options) setDefaults() error {
 // Queue is the embedded JetStream queue. It implements ingest.Queue and
 // ingest.DeadLetterer.
 type Queue struct {
-	opts   Options
-	log    *slog.Logger
-	ns     *server.Server
-	nc     *nats.Conn
-	js     jetstream.JetStream
+	opts Options
+	log  *slog.Logger
+	ns   *server.Server
+	nc   *nats.Conn
+	js   jetstream.JetStream
+	// pubNC and pubJS carry Publish and DeadLetter only. A connection is
+	// one ordered pipe: sharing it, the consumer's deliveries and acks
+	// would wait behind every large publish in flight.
+	pubNC *nats.Conn
+	pubJS jetstream.JetStream
+	// bufs holds message buffers of messageTarget bytes for split; the
+	// client copies a message when it is published, and a buffer comes
+	// back once its publish is acknowledged.
+	bufs   sync.Pool
 	events jetstream.Stream
 	cons   jetstream.Consumer
 	cc     jetstream.ConsumeContext
@@ -227,15 +240,25 @@ func (q *Queue) setup(ctx context.Context) error {
 		return fmt.Errorf("connect to embedded queue server: %w", err)
 	}
 	q.nc = nc
-	// The async publish window bounds memory held by unacknowledged
-	// publishes; past it PublishMsgAsync stalls and then fails with
-	// ErrTooManyStalledMsgs, which Publish retries.
-	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(256),
-		jetstream.WithPublishAsyncTimeout(30*time.Second))
+	js, err := jetstream.New(nc)
 	if err != nil {
 		return fmt.Errorf("open jetstream: %w", err)
 	}
 	q.js = js
+	pubNC, err := nats.Connect("", nats.InProcessServer(q.ns), nats.Name("vigil-publish"),
+		nats.MaxReconnects(-1), nats.NoCallbacksAfterClientClose())
+	if err != nil {
+		return fmt.Errorf("connect to embedded queue server: %w", err)
+	}
+	q.pubNC = pubNC
+	// The async publish window bounds memory held by unacknowledged
+	// publishes; past it PublishMsgAsync stalls and then fails with
+	// ErrTooManyStalledMsgs, which Publish retries.
+	q.pubJS, err = jetstream.New(pubNC, jetstream.WithPublishAsyncMaxPending(256),
+		jetstream.WithPublishAsyncTimeout(30*time.Second))
+	if err != nil {
+		return fmt.Errorf("open jetstream: %w", err)
+	}
 	q.events, err = js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
 		Name:        EventStream,
 		Description: "audit events waiting for and kept after detection",
@@ -386,9 +409,12 @@ func (q *Queue) Publish(ctx context.Context, entries []ingest.Entry) error {
 		case err := <-f.Err():
 			errs = append(errs, classify(err))
 		case <-ctx.Done():
+			// The client may still resend these messages: their
+			// buffers are not reused.
 			return fmt.Errorf("publish: wait for queue acknowledgement: %w", ctx.Err())
 		}
 	}
+	q.putBufs(msgs)
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("publish: %w", err)
 	}
@@ -401,7 +427,7 @@ func (q *Queue) Publish(ctx context.Context, entries []ingest.Entry) error {
 // stalled: that is the client's back-pressure, not a failure.
 func (q *Queue) publishAsync(ctx context.Context, m *nats.Msg) (jetstream.PubAckFuture, error) {
 	for {
-		f, err := q.js.PublishMsgAsync(m, jetstream.WithStallWait(200*time.Millisecond))
+		f, err := q.pubJS.PublishMsgAsync(m, jetstream.WithStallWait(200*time.Millisecond))
 		if err == nil {
 			return f, nil
 		}
@@ -410,7 +436,7 @@ func (q *Queue) publishAsync(ctx context.Context, m *nats.Msg) (jetstream.PubAck
 		}
 		q.m.stalls.Inc()
 		select {
-		case <-q.js.PublishAsyncComplete():
+		case <-q.pubJS.PublishAsyncComplete():
 		case <-time.After(50 * time.Millisecond):
 		case <-ctx.Done():
 			return nil, fmt.Errorf("publish: queue stalled: %w", ctx.Err())
@@ -439,25 +465,63 @@ func classify(err error) error {
 
 // split frames entries into messages no larger than the payload limit,
 // starting a new message whenever the cluster changes.
+//
+// Messages are filled to about messageTarget only: the server and the
+// client read a connection in chunks of at most 64 KiB, and a message larger
+// than a chunk is gathered into a growing buffer on both sides, copying it
+// again each time. A single entry larger than that still goes alone, up to
+// the payload limit.
 func (q *Queue) split(entries []ingest.Entry) []*nats.Msg {
-	limit := q.opts.MaxPayload - frameSlack
+	limit := min(q.opts.MaxPayload-frameSlack, messageTarget)
 	var out []*nats.Msg
 	var cur *nats.Msg
 	cluster := ""
-	for _, e := range entries {
+	est := 0 // the sum of frameSize of cur's entries, at least len(cur.Data)
+	for i, e := range entries {
 		n := frameSize(e)
-		if cur == nil || e.Cluster != cluster || len(cur.Data)+n > limit {
+		if cur == nil || e.Cluster != cluster || (est > 0 && est+n > limit) {
 			cur = nats.NewMsg(EventSubject)
 			if e.Cluster != "" {
 				cur.Header.Set(HeaderCluster, e.Cluster)
 			}
-			cur.Data = make([]byte, 0, min(limit, 64<<10))
+			// Sized for what goes in, so the frames are copied once.
+			size := n
+			for _, f := range entries[i+1:] {
+				if f.Cluster != e.Cluster || size+frameSize(f) > limit {
+					break
+				}
+				size += frameSize(f)
+			}
+			cur.Data = q.getBuf(size)
 			cluster = e.Cluster
 			out = append(out, cur)
+			est = 0
 		}
+		est += n
 		cur.Data = appendFrame(cur.Data, e)
 	}
 	return out
+}
+
+func (q *Queue) getBuf(size int) []byte {
+	if size <= messageTarget {
+		if b, ok := q.bufs.Get().(*[]byte); ok {
+			return (*b)[:0]
+		}
+		return make([]byte, 0, messageTarget)
+	}
+	return make([]byte, 0, size)
+}
+
+// putBufs returns the buffers of messages whose publish is over.
+func (q *Queue) putBufs(msgs []*nats.Msg) {
+	for _, m := range msgs {
+		if cap(m.Data) == messageTarget {
+			b := m.Data[:0]
+			q.bufs.Put(&b)
+		}
+		m.Data = nil
+	}
 }
 
 func frameSize(e ingest.Entry) int {
@@ -631,7 +695,7 @@ func (q *Queue) DeadLetter(ctx context.Context, items []ingest.DeadLetter) error
 			m.Data = m.Data[:limit]
 			m.Header.Set("Vigil-Truncated", strconv.Itoa(len(it.Data)))
 		}
-		if _, err := q.js.PublishMsg(ctx, m); err != nil {
+		if _, err := q.pubJS.PublishMsg(ctx, m); err != nil {
 			return fmt.Errorf("store dead letter: %w", classify(err))
 		}
 		q.m.dead.Inc()
@@ -657,6 +721,10 @@ func (q *Queue) Drained(ctx context.Context) (bool, error) {
 // JetStream returns the client of the embedded server, for components that
 // keep their own state in it (Fingerprints).
 func (q *Queue) JetStream() jetstream.JetStream { return q.js }
+
+// Conn returns the in-process connection to the embedded server, for
+// components that publish on it (the nats alert sink).
+func (q *Queue) Conn() *nats.Conn { return q.nc }
 
 // Pending is the size of published and not yet acknowledged event data
 // (estimated after a restart).
@@ -687,6 +755,9 @@ func (q *Queue) shutdown() {
 	}
 	if q.cc != nil {
 		q.cc.Stop()
+	}
+	if q.pubNC != nil {
+		q.pubNC.Close()
 	}
 	if q.nc != nil {
 		q.nc.Close()

@@ -197,3 +197,51 @@ func TestQueue_DeadLetterAndFingerprints(t *testing.T) {
 		t.Fatalf("Has after Add = %v, %v", ok, err)
 	}
 }
+
+// TestQueue_Split checks that messages are filled to about messageTarget,
+// start again when the cluster changes, keep every entry in order, and that
+// an entry larger than the target goes alone.
+func TestQueue_Split(t *testing.T) {
+	q := &Queue{opts: Options{MaxPayload: DefaultMaxPayload}}
+	var entries []ingest.Entry
+	add := func(cluster string, n, size int) {
+		for range n {
+			i := len(entries)
+			entries = append(entries, ingest.Entry{Key: fmt.Sprint("k", i),
+				Record: ingest.Record{Cluster: cluster, Data: []byte(fmt.Sprintf("%0*d", size, i))}})
+		}
+	}
+	add("a", 400, 1000)
+	add("a", 1, 200<<10)
+	add("a", 10, 1000)
+	add("b", 10, 1000)
+	msgs := q.split(entries)
+	var got []frame
+	for i, m := range msgs {
+		frames, err := decodeFrames(m.Data, nil)
+		if err != nil {
+			t.Fatalf("message %d: %v", i, err)
+		}
+		if len(m.Data) > messageTarget && len(frames) != 1 {
+			t.Errorf("message %d is %d bytes with %d entries, want at most %d or one entry", i, len(m.Data), len(frames), messageTarget)
+		}
+		cluster := m.Header.Get(HeaderCluster)
+		for _, f := range frames {
+			if e := entries[len(got)]; e.Cluster != cluster {
+				t.Errorf("entry %d of cluster %q in a message of %q", len(got), e.Cluster, cluster)
+			}
+			got = append(got, f)
+		}
+	}
+	if len(got) != len(entries) {
+		t.Fatalf("%d entries in the messages, want %d", len(got), len(entries))
+	}
+	for i, f := range got {
+		if string(f.key) != entries[i].Key || string(f.data) != string(entries[i].Data) {
+			t.Fatalf("entry %d: got key %s, want %s", i, f.key, entries[i].Key)
+		}
+	}
+	if len(msgs) < 400*1000/messageTarget+3 {
+		t.Errorf("%d messages, want the 400 KB of cluster a split near %d bytes", len(msgs), messageTarget)
+	}
+}

@@ -362,9 +362,21 @@ func parseBody(p *fastjson.Parser, body []byte) ([]item, int, string, string) {
 			return nil, http.StatusBadRequest, ReasonMalformed, "items is a JSON " + iv.Type().String() + ", want an array"
 		}
 		items := make([]item, len(arr))
+		// The items are stored as they came: slices of the body, not a
+		// re-encoding, which would cost as much as the parse.
+		raw := rawItems(body)
+		if len(raw) != len(arr) {
+			raw = nil
+		}
 		var arena []byte
 		for i, it := range arr {
 			items[i] = checkItem(it)
+			if raw != nil {
+				items[i].data = raw[i]
+				continue
+			}
+			// A document the scanner does not follow (escaped key names)
+			// is re-encoded instead.
 			start := len(arena)
 			arena = it.MarshalTo(arena)
 			// Earlier slices keep pointing into the arena's old array
@@ -487,4 +499,111 @@ func (r *Receiver) accept(ctx context.Context, w http.ResponseWriter, cluster st
 	}
 	w.Header().Set("Content-Type", "application/json")
 	fmt.Fprintf(w, `{"accepted":%d,"deadLettered":%d}`+"\n", len(entries), len(dead))
+}
+
+// rawItems returns the elements of the top-level "items" array of body, a
+// JSON document already validated, as slices of body; nil when it has no
+// such array. Like fastjson's Object.Get it takes the first "items" key.
+func rawItems(body []byte) [][]byte {
+	i := skipSpace(body, 0)
+	if i >= len(body) || body[i] != '{' {
+		return nil
+	}
+	i = skipSpace(body, i+1)
+	for i < len(body) && body[i] == '"' {
+		end := skipString(body, i)
+		key := body[i+1 : end-1]
+		i = skipSpace(body, end)
+		if i >= len(body) || body[i] != ':' {
+			return nil
+		}
+		i = skipSpace(body, i+1)
+		if string(key) == "items" {
+			return arrayElems(body, i)
+		}
+		i = skipSpace(body, skipValue(body, i))
+		if i < len(body) && body[i] == ',' {
+			i = skipSpace(body, i+1)
+		}
+	}
+	return nil
+}
+
+// arrayElems splits the array at body[i:].
+func arrayElems(body []byte, i int) [][]byte {
+	if i >= len(body) || body[i] != '[' {
+		return nil
+	}
+	out := make([][]byte, 0, 64)
+	i = skipSpace(body, i+1)
+	for i < len(body) && body[i] != ']' {
+		end := skipValue(body, i)
+		out = append(out, body[i:end:end])
+		i = skipSpace(body, end)
+		if i < len(body) && body[i] == ',' {
+			i = skipSpace(body, i+1)
+		}
+	}
+	return out
+}
+
+func skipSpace(b []byte, i int) int {
+	for i < len(b) && (b[i] == ' ' || b[i] == '\t' || b[i] == '\n' || b[i] == '\r') {
+		i++
+	}
+	return i
+}
+
+// skipString returns the index after the string starting at b[i] ('"').
+// A quote ends the string unless an odd number of backslashes precede it.
+func skipString(b []byte, i int) int {
+	for i++; i < len(b); {
+		j := bytes.IndexByte(b[i:], '"')
+		if j < 0 {
+			return len(b)
+		}
+		i += j
+		k := i
+		for k > 0 && b[k-1] == '\\' {
+			k--
+		}
+		i++
+		if (i-1-k)%2 == 0 {
+			return i
+		}
+	}
+	return len(b)
+}
+
+// skipValue returns the index after the value starting at b[i].
+func skipValue(b []byte, i int) int {
+	if i >= len(b) {
+		return i
+	}
+	switch b[i] {
+	case '"':
+		return skipString(b, i)
+	case '{', '[':
+		depth := 0
+		for i < len(b) {
+			switch b[i] {
+			case '"':
+				i = skipString(b, i)
+				continue
+			case '{', '[':
+				depth++
+			case '}', ']':
+				depth--
+				if depth == 0 {
+					return i + 1
+				}
+			}
+			i++
+		}
+		return i
+	}
+	for i < len(b) && b[i] != ',' && b[i] != '}' && b[i] != ']' && b[i] != ' ' && b[i] != '\t' && b[i] != '\n' && b[i] != '\r' {
+		i++
+	}
+	return i
 }

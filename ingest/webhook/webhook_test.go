@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
+	"github.com/valyala/fastjson"
 
 	"github.com/vigil-k8s/vigil/ingest/memqueue"
 	"github.com/vigil-k8s/vigil/ingest/tlsutil"
@@ -314,5 +315,55 @@ func TestReceiver_QueueFullAndDraining(t *testing.T) {
 	}
 	if resp := post(); resp.StatusCode != 503 || resp.Header.Get("Retry-After") == "" {
 		t.Fatalf("while draining: status %d, want 503 with Retry-After", resp.StatusCode)
+	}
+}
+
+// TestRawItems checks that items are taken from the body as sent, and that
+// every body the scanner does not follow falls back to fastjson's values.
+func TestRawItems(t *testing.T) {
+	f := func(body string, want ...string) {
+		t.Helper()
+		var p fastjson.Parser
+		if _, err := p.Parse(body); err != nil {
+			t.Fatalf("test body is not JSON: %v", err)
+		}
+		got := rawItems([]byte(body))
+		if len(got) != len(want) {
+			t.Fatalf("rawItems(%s) = %q, want %q", body, got, want)
+		}
+		for i := range want {
+			if string(got[i]) != want[i] {
+				t.Errorf("rawItems(%s)[%d] = %s, want %s", body, i, got[i], want[i])
+			}
+		}
+	}
+	// compact
+	f(`{"kind":"EventList","items":[{"a":1},{"b":2}]}`, `{"a":1}`, `{"b":2}`)
+	// whitespace everywhere, items not first
+	f("{ \"apiVersion\" : \"audit.k8s.io/v1\" ,\n \"metadata\":{\"x\":[1,2,{\"y\":\"]}\"}]},\t\"items\" : [ {\"a\" : \"x\"} ,\r\n{ } ] }", `{"a" : "x"}`, `{ }`)
+	// brackets and escaped quotes inside strings
+	f(`{"items":[{"s":"a\"]}{[\\"},{"t":"\\\\"}]}`, `{"s":"a\"]}{[\\"}`, `{"t":"\\\\"}`)
+	// scalars and nested arrays as items
+	f(`{"items":[1,"two",[3,[4]],null,true]}`, `1`, `"two"`, `[3,[4]]`, `null`, `true`)
+	// the first of two items keys, as fastjson
+	f(`{"items":[{"a":1}],"items":[{"b":2},{"c":3}]}`, `{"a":1}`)
+	// empty, missing, not an array
+	f(`{"items":[]}`)
+	f(`{"kind":"EventList"}`)
+	f(`{"items":{"a":1}}`)
+	f(`[{"items":[1]}]`)
+}
+
+// TestParseBody_EscapedKey checks that an EventList whose items key is
+// escaped still yields its items (re-encoded).
+func TestParseBody_EscapedKey(t *testing.T) {
+	ev := `{"auditID":"a1","stage":"ResponseComplete","verb":"get","requestReceivedTimestamp":"2026-01-02T03:04:05.000000Z"}`
+	var p fastjson.Parser
+	items, code, reason, msg := parseBody(&p, []byte(`{"kind":"EventList","apiVersion":"audit.k8s.io/v1","\u0069tems":[`+ev+`]}`))
+	if code != 0 {
+		t.Fatalf("refused: %d %s %s", code, reason, msg)
+	}
+	if len(items) != 1 || items[0].reason != "" || fastjson.GetString(items[0].data, "auditID") != "a1" {
+		t.Fatalf("items = %+v", items)
 	}
 }
