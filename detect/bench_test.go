@@ -73,7 +73,6 @@ func replayOnce(b *testing.B, rs *detect.RuleSet, recs []ingest.Record) int {
 	if err != nil {
 		b.Fatalf("new engine: %v", err)
 	}
-	defer eng.Close()
 	ctx := context.Background()
 	for lo := 0; lo < len(recs); lo += benchBatch {
 		batch := ingest.Batch{Records: recs[lo:min(lo+benchBatch, len(recs))]}

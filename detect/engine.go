@@ -363,10 +363,6 @@ func (e *Engine) Advance(ctx context.Context, t time.Time) error {
 	return e.sendUnsent()
 }
 
-// Close releases the engine. Buffered window matches are dropped: call
-// Flush first to evaluate them.
-func (e *Engine) Close() {}
-
 // worker decodes and matches records; each has its own decoder and VM.
 type worker struct {
 	// env is the expression environment of the event being evaluated.

@@ -85,7 +85,6 @@ func Evaluate(rs *RuleSet, events [][]byte) ([]Alert, error) {
 	if err != nil {
 		return nil, err
 	}
-	defer e.Close()
 	recs := make([]ingest.Record, len(events))
 	for i, b := range events {
 		recs[i] = ingest.Record{Data: b, Origin: fmt.Sprintf("event %d", i+1)}

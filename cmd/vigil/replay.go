@@ -179,7 +179,6 @@ func (a *app) replay(ctx context.Context, f replayFlags, args []string) error {
 	if err != nil {
 		return err
 	}
-	defer eng.Close()
 
 	progress := a.progress(f.quiet, sum)
 	defer progress.stop()

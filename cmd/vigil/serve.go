@@ -216,7 +216,6 @@ func (a *app) serve(ctx context.Context, f serveFlags) error {
 	if err != nil {
 		return fmt.Errorf("start detection: %w", err)
 	}
-	defer s.engine.Close()
 
 	if err := s.rebuildWindows(ctx, span); err != nil {
 		return err
