@@ -120,19 +120,36 @@ func newDurable(ctx context.Context, js jetstream.JetStream, opts DurableOptions
 	}
 	var cons []started
 	for _, t := range targets {
-		c, err := js.CreateOrUpdateConsumer(ctx, AlertStream, jetstream.ConsumerConfig{
+		cfg := jetstream.ConsumerConfig{
 			Durable:       "sink-" + t.name,
 			Description:   "vigil sink " + t.sink.String(),
 			FilterSubject: AlertSubjectPrefix + ">",
 			// A sink added later starts with new alerts instead of
-			// replaying the whole retention; an existing consumer keeps
-			// its position.
+			// replaying the whole retention.
 			DeliverPolicy: jetstream.DeliverNewPolicy,
 			AckPolicy:     jetstream.AckExplicitPolicy,
 			AckWait:       opts.AckWait,
 			MaxAckPending: 10 * t.batch,
 			MaxDeliver:    -1,
-		})
+		}
+		// An existing consumer restarts just after its ack floor: alerts a
+		// killed process had taken but not delivered come back at once,
+		// not after AckWait. Only this process consumes, so nothing is
+		// taken from a peer.
+		if old, err := js.Consumer(ctx, AlertStream, cfg.Durable); err == nil {
+			info, err := old.Info(ctx)
+			if err != nil {
+				return nil, fmt.Errorf("read consumer of sink %s: %w", t.name, err)
+			}
+			if err := js.DeleteConsumer(ctx, AlertStream, cfg.Durable); err != nil {
+				return nil, fmt.Errorf("reset consumer of sink %s: %w", t.name, err)
+			}
+			cfg.DeliverPolicy = jetstream.DeliverByStartSequencePolicy
+			cfg.OptStartSeq = info.AckFloor.Stream + 1
+		} else if !errors.Is(err, jetstream.ErrConsumerNotFound) {
+			return nil, fmt.Errorf("look up consumer of sink %s: %w", t.name, err)
+		}
+		c, err := js.CreateConsumer(ctx, AlertStream, cfg)
 		if err != nil {
 			return nil, fmt.Errorf("create consumer for sink %s: %w", t.name, err)
 		}
