@@ -93,6 +93,9 @@ func loadConfig(path string) (*Config, error) {
 	if cfg.Detect.Workers < 0 {
 		return nil, usagef("config %s: detect.workers must not be negative", path)
 	}
+	if cfg.Detect.MaxKeysPerRule < 0 {
+		return nil, usagef("config %s: detect.max_keys_per_rule must not be negative", path)
+	}
 	if cfg.Detect.Lateness < 0 {
 		return nil, usagef("config %s: detect.lateness must not be negative", path)
 	}

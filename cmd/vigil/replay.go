@@ -173,7 +173,7 @@ func (a *app) replay(ctx context.Context, f replayFlags, args []string) error {
 	set := metrics.NewSet()
 	eng, err := detect.New(detect.Options{
 		Rules: rs, Workers: workers, Emit: emit, Metrics: set, Logger: a.logger, Lateness: lateness,
-		Since: since, Until: until,
+		MaxKeysPerRule: cfg.Detect.MaxKeysPerRule, Since: since, Until: until,
 		OnReject: func(r ingest.Record, err error) { _ = onError(r.Origin, err) },
 	})
 	if err != nil {
