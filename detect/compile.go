@@ -64,7 +64,6 @@ type Rule struct {
 }
 
 type compiledStep struct {
-	name  string
 	match *program
 	by    []*program
 }
@@ -123,12 +122,6 @@ func Compile(c *Catalog) (*RuleSet, error) {
 	}
 	rs.index = buildIndex(rs.Rules)
 	return rs, nil
-}
-
-// CompileRule compiles one rule against the given lists (used by tools that
-// check a single rule).
-func CompileRule(spec RuleSpec, lists map[string][]string) (*Rule, error) {
-	return compileRule(spec, compileLists(lists))
 }
 
 func prefixErrors(where string, err error) error {
@@ -215,10 +208,7 @@ func compileRule(spec RuleSpec, lists *compiledLists) (*Rule, error) {
 			}
 			for i, s := range w.Steps {
 				field := fmt.Sprintf("window.steps[%d]", i)
-				st := compiledStep{name: s.Name}
-				if st.name == "" {
-					st.name = fmt.Sprintf("step%d", i+1)
-				}
+				var st compiledStep
 				if strings.TrimSpace(s.Match) == "" {
 					fail("%s.match is required", field)
 				} else {

@@ -56,10 +56,6 @@ func helperOptions(lists *compiledLists) []expr.Option {
 	}
 }
 
-// helperNames lists the helpers for documentation and lint.
-var helperNames = []string{"containers", "podSpec", "glob", "hasAnyPrefix", "inCIDR", "isPrivateIP",
-	"isLoopback", "execCommand", "queryParam", "inList", "anyInList", "subjects", "identities"}
-
 // compiledLists holds named lists split into exact entries (a set) and glob
 // patterns (entries containing * ? or [), compiled once.
 type compiledLists struct {

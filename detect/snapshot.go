@@ -1,6 +1,7 @@
 package detect
 
 import (
+	"container/heap"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -147,7 +148,7 @@ func (e *Engine) Restore(r io.Reader) error {
 		sh.pending = append(sh.pending, m)
 	}
 	for _, sh := range e.shards {
-		heapInit(&sh.pending)
+		heap.Init(&sh.pending)
 	}
 	return errors.Join(dropped...)
 }

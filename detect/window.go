@@ -194,6 +194,4 @@ func (s *shard) evict(r *Rule, keys map[string]window) {
 	s.m.evictions(r).Add(n)
 }
 
-func heapInit(h *pendingHeap) { heap.Init(h) }
-
 func unixUTC(ns int64) time.Time { return time.Unix(0, ns).UTC() }
