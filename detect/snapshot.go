@@ -11,6 +11,11 @@ import (
 	"github.com/vigil-k8s/vigil/ingest"
 )
 
+// ErrBadSnapshot is returned by Restore for a snapshot it cannot read at
+// all; nothing was restored. Other Restore errors name state that was
+// dropped while the rest was restored.
+var ErrBadSnapshot = errors.New("unreadable window snapshot")
+
 // snapshotVersion is bumped when the format changes incompatibly.
 const snapshotVersion = 1
 
@@ -93,10 +98,10 @@ func (e *Engine) Snapshot(w io.Writer) error {
 func (e *Engine) Restore(r io.Reader) error {
 	var s snapshot
 	if err := json.NewDecoder(r).Decode(&s); err != nil {
-		return fmt.Errorf("read snapshot: %w", err)
+		return fmt.Errorf("%w: %v", ErrBadSnapshot, err)
 	}
 	if s.Version != snapshotVersion {
-		return fmt.Errorf("read snapshot: version %d, want %d", s.Version, snapshotVersion)
+		return fmt.Errorf("%w: version %d, want %d", ErrBadSnapshot, s.Version, snapshotVersion)
 	}
 	e.watermark = max(e.watermark, s.Watermark)
 	e.seq = max(e.seq, s.Seq)

@@ -1,12 +1,14 @@
 package main
 
 import (
+	"bufio"
 	"cmp"
 	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"net"
 	"net/http"
@@ -217,8 +219,16 @@ func (a *app) serve(ctx context.Context, f serveFlags) error {
 		return fmt.Errorf("start detection: %w", err)
 	}
 
-	if err := s.rebuildWindows(ctx, span); err != nil {
+	// After a graceful stop the window state was saved: restore it. After
+	// a crash there is none, and the stream is re-read instead.
+	restored, err := s.restoreWindows(f.dataDir)
+	if err != nil {
 		return err
+	}
+	if !restored {
+		if err := s.rebuildWindows(ctx, span); err != nil {
+			return err
+		}
 	}
 
 	maxEvent := ss.Serve.MaxEventBytes
@@ -324,6 +334,11 @@ func (a *app) serve(ctx context.Context, f serveFlags) error {
 	if err := s.flushAlerts(flushCtx); err != nil && runErr == nil {
 		runErr = err
 	}
+	if runErr == nil {
+		if err := s.saveWindows(f.dataDir); err != nil {
+			runErr = err
+		}
+	}
 	s.engineMu.Unlock()
 	// The sinks read VIGIL_ALERTS on their own: give them the rest of the
 	// drain time to deliver what is stored, so a stop leaves nothing
@@ -425,6 +440,70 @@ func advertise(advertiseURL, listen string) (string, []string, error) {
 		u.Path = webhook.DefaultPath
 	}
 	return u.String(), append(hosts, u.Hostname()), nil
+}
+
+// windowsFile holds the window state saved at a graceful stop.
+const windowsFile = "windows.json"
+
+// saveWindows writes the engine's window state into the data dir, through a
+// temporary file so a crash mid-write leaves no half a snapshot.
+func (s *serveState) saveWindows(dataDir string) error {
+	path := filepath.Join(dataDir, windowsFile)
+	tmp, err := os.CreateTemp(dataDir, windowsFile+".*")
+	if err != nil {
+		return fmt.Errorf("save window state: %w", err)
+	}
+	defer os.Remove(tmp.Name())
+	bw := bufio.NewWriter(tmp)
+	err = s.engine.Snapshot(bw)
+	if err == nil {
+		err = bw.Flush()
+	}
+	if err == nil {
+		err = tmp.Sync()
+	}
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp.Name(), path)
+	}
+	if err != nil {
+		return fmt.Errorf("save window state: %w", err)
+	}
+	s.log.Info("saved window state", "file", path)
+	return nil
+}
+
+// restoreWindows loads the state saved at the last graceful stop, if any,
+// and removes the file: a later crash must rebuild from the stream, not
+// from this older state. An unreadable file is logged and rebuilt over.
+func (s *serveState) restoreWindows(dataDir string) (bool, error) {
+	path := filepath.Join(dataDir, windowsFile)
+	f, err := os.Open(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("restore window state: %w", err)
+	}
+	s.engineMu.Lock()
+	rerr := s.engine.Restore(bufio.NewReader(f))
+	s.engineMu.Unlock()
+	f.Close()
+	if err := os.Remove(path); err != nil {
+		return false, fmt.Errorf("restore window state: %w", err)
+	}
+	if errors.Is(rerr, detect.ErrBadSnapshot) {
+		s.log.Warn("window state unreadable, rebuilding from the stream", "file", path, "err", rerr)
+		return false, nil
+	}
+	if rerr != nil {
+		// Rules changed since the stop: their state was dropped.
+		s.log.Warn("window state partly restored", "err", rerr)
+	}
+	s.log.Info("restored window state", "file", path)
+	return true, nil
 }
 
 // rebuildWindows re-reads the acknowledged events of the rebuild span so

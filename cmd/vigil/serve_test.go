@@ -287,8 +287,8 @@ func TestServe_RealApiserverClient(t *testing.T) {
 		seen[k] = true
 	}
 
-	// A restart on the same data dir re-reads the stream for windows and
-	// sends none of those alerts again.
+	// A restart on the same data dir restores the window state the stop
+	// saved and sends none of those alerts again.
 	s = startServe(t, dir)
 	s.stop(t)
 	if again := parseAlerts(t, s.stdout.String()); len(again) != 0 {
