@@ -61,6 +61,9 @@ type Rule struct {
 	// any expression runs (index.go).
 	resources map[string]struct{}
 	checks    []check
+	// matchByChecks is set when the checks are the whole match expression:
+	// it then never runs.
+	matchByChecks bool
 }
 
 type compiledStep struct {
@@ -242,6 +245,9 @@ func compileRule(spec RuleSpec, lists *compiledLists) (*Rule, error) {
 		return nil, err
 	}
 	r.resources, r.checks = ruleConstraints(r)
+	if r.match != nil && r.steps == nil {
+		_, _, r.matchByChecks = matchConstraints(spec.Match)
+	}
 	return r, nil
 }
 

@@ -409,7 +409,7 @@ func (w *worker) one(rec *ingest.Record, r *result) {
 		if !rule.prefilter(ev) {
 			continue
 		}
-		if rule.match != nil && !x.test(rule, rule.match) {
+		if rule.match != nil && !rule.matchByChecks && !x.test(rule, rule.match) {
 			continue
 		}
 		if rule.steps == nil && x.excepted(rule) {

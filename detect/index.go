@@ -115,11 +115,12 @@ func (r *Rule) prefilter(e *ingest.Event) bool {
 // and verbs are the union of its steps'; a rule-level match adds its own.
 func ruleConstraints(r *Rule) (map[string]struct{}, []check) {
 	if r.steps == nil {
-		return matchConstraints(r.Spec.Match)
+		res, checks, _ := matchConstraints(r.Spec.Match)
+		return res, checks
 	}
 	var resources, verbs map[string]struct{}
 	for i, st := range r.Spec.Window.Steps {
-		_, checks := matchConstraints(st.Match)
+		_, checks, _ := matchConstraints(st.Match)
 		res, vb := setOf(checks, "objectRef.resource"), setOf(checks, "verb")
 		if i == 0 {
 			resources, verbs = res, vb
@@ -130,7 +131,7 @@ func ruleConstraints(r *Rule) (map[string]struct{}, []check) {
 	var checks []check
 	if r.Spec.Match != "" {
 		var res map[string]struct{}
-		res, checks = matchConstraints(r.Spec.Match)
+		res, checks, _ = matchConstraints(r.Spec.Match)
 		if res != nil {
 			resources = res
 		}
@@ -169,18 +170,21 @@ func union(a, b map[string]struct{}) map[string]struct{} {
 }
 
 // matchConstraints parses a match expression and returns its constant
-// resource set (nil: any) and checks.
-func matchConstraints(src string) (map[string]struct{}, []check) {
+// resource set (nil: any) and checks, and whether the checks are the whole
+// expression (then it need not run at all).
+func matchConstraints(src string) (map[string]struct{}, []check, bool) {
 	tree, err := parser.Parse(src)
 	if err != nil {
-		return nil, nil
+		return nil, nil, false
 	}
 	var checks []check
 	var resources map[string]struct{}
+	complete := true
 	var walk func(n ast.Node)
 	walk = func(n ast.Node) {
 		b, ok := n.(*ast.BinaryNode)
 		if !ok {
+			complete = false
 			return
 		}
 		if b.Operator == "&&" || b.Operator == "and" {
@@ -188,15 +192,18 @@ func matchConstraints(src string) (map[string]struct{}, []check) {
 			walk(b.Right)
 			return
 		}
-		if c, field, ok := constCheck(b); ok {
-			checks = append(checks, c)
-			if field == "objectRef.resource" && c.set != nil && resources == nil {
-				resources = c.set
-			}
+		c, field, ok := constCheck(b)
+		if !ok {
+			complete = false
+			return
+		}
+		checks = append(checks, c)
+		if field == "objectRef.resource" && c.set != nil && resources == nil {
+			resources = c.set
 		}
 	}
 	walk(tree.Node)
-	return resources, checks
+	return resources, checks, complete
 }
 
 // constCheck recognizes one constant condition.

@@ -34,7 +34,7 @@ func TestPrefilter(t *testing.T) {
 		{`objectRef?.resource == "pods"`, ev("get", "secrets", "", "", 200), true}, // optional chains are not indexed
 	}
 	for _, c := range cases {
-		_, checks := matchConstraints(c.match)
+		_, checks, _ := matchConstraints(c.match)
 		r := &Rule{checks: checks}
 		if got := r.prefilter(c.ev); got != c.pass {
 			t.Errorf("%s on %+v: prefilter %v, want %v", c.match, c.ev, got, c.pass)
@@ -70,6 +70,22 @@ func TestGlob(t *testing.T) {
 		"system:serviceaccount:kube-system:x": true, "system:serviceaccount:ci:x": false, "alice": false} {
 		if got := lists.contains("cp", s); got != want {
 			t.Errorf("contains(cp, %q) = %v, want %v", s, got, want)
+		}
+	}
+}
+
+// TestMatchByChecks: a match made only of constant conditions is decided
+// by them and the expression never runs; anything else keeps it.
+func TestMatchByChecks(t *testing.T) {
+	for src, want := range map[string]bool{
+		`objectRef.resource == "pods" && objectRef.subresource == "exec" && verb in ["get", "create"]`: true,
+		`responseStatus.code >= 400 && user.username != ""`:                                            true,
+		`objectRef.resource == "pods" && inList(user.username, "admins")`:                              false,
+		`verb == "get" || verb == "list"`:                                                              false,
+		`!(verb == "get")`:                                                                             false,
+	} {
+		if _, _, got := matchConstraints(src); got != want {
+			t.Errorf("%s: complete %v, want %v", src, got, want)
 		}
 	}
 }
