@@ -4,6 +4,7 @@
 package alertmanager
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -90,10 +91,7 @@ func New(cfg Config) (*Sink, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	timeout := cfg.Timeout.D()
-	if timeout == 0 {
-		timeout = DefaultTimeout
-	}
+	timeout := cmp.Or(cfg.Timeout.D(), DefaultTimeout)
 	c, err := sinkutil.HTTPClient(timeout, cfg.TLS)
 	if err != nil {
 		return nil, fmt.Errorf("alertmanager %s: %w", cfg.Name, err)

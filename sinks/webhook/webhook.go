@@ -3,6 +3,7 @@
 package webhook
 
 import (
+	"cmp"
 	"context"
 	"crypto/hmac"
 	"crypto/sha256"
@@ -83,10 +84,7 @@ func New(cfg Config) (*Sink, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	timeout := cfg.Timeout.D()
-	if timeout == 0 {
-		timeout = DefaultTimeout
-	}
+	timeout := cmp.Or(cfg.Timeout.D(), DefaultTimeout)
 	c, err := sinkutil.HTTPClient(timeout, cfg.TLS)
 	if err != nil {
 		return nil, fmt.Errorf("webhook %s: %w", cfg.Name, err)
