@@ -114,7 +114,19 @@ func Open(paths []string, stdin io.Reader, opts Options) (*Reader, error) {
 
 var rotatedStamp = regexp.MustCompile(`\d{4}-\d{2}-\d{2}T\d{2}-\d{2}-\d{2}(\.\d+)?`)
 
-// dirFiles lists a directory's regular, non-hidden files: rotated ones by
+// isLogName accepts the names audit logs have (audit.log, audit-<time>.log,
+// audit.log.1.gz, events.json, events.jsonl), so a README or a checksum
+// beside them is not read as a log full of bad lines.
+func isLogName(name string) bool {
+	for _, ext := range []string{".json", ".jsonl", ".gz"} {
+		if strings.HasSuffix(name, ext) {
+			return true
+		}
+	}
+	return strings.Contains(name, ".log")
+}
+
+// dirFiles lists a directory's regular, non-hidden log files: rotated ones by
 // the timestamp in their name, then the rest (the live file) by name.
 func dirFiles(dir string) ([]string, error) {
 	entries, err := os.ReadDir(dir)
@@ -124,7 +136,7 @@ func dirFiles(dir string) ([]string, error) {
 	type f struct{ stamp, name string }
 	var files []f
 	for _, e := range entries {
-		if !e.Type().IsRegular() || strings.HasPrefix(e.Name(), ".") {
+		if !e.Type().IsRegular() || strings.HasPrefix(e.Name(), ".") || !isLogName(e.Name()) {
 			continue
 		}
 		files = append(files, f{rotatedStamp.FindString(e.Name()), e.Name()})

@@ -200,6 +200,8 @@ func TestReader_Read(t *testing.T) {
 				"logs/audit-2026-11-22T04-10-00.000.log":   lines(ev[0]),
 				"logs/audit-2026-11-22T04-10-00.000.log.1": nil,
 				"logs/.audit.log.swp":                      []byte("not a log"),
+				"logs/README.md":                           []byte("not a log either"),
+				"logs/timeline.tsv":                        []byte("ts\tscenario"),
 				"logs/sub/other.log":                       lines(ev[3]),
 			},
 			paths: []string{"logs"},
