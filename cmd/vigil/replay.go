@@ -233,30 +233,27 @@ func (a *app) replay(ctx context.Context, f replayFlags, args []string) error {
 // replayOutput returns where replay's alerts go and the function that
 // flushes and closes it (safe to call twice).
 func (a *app) replayOutput(ctx context.Context, cfg *Config, f replayFlags) (func(detect.Alert) error, func(context.Context) error, error) {
+	send, closeAll, err := a.replayTargets(ctx, cfg, f)
+	if err != nil {
+		return nil, nil, err
+	}
+	var once sync.Once
+	var cerr error
+	return send, func(ctx context.Context) error {
+		once.Do(func() { cerr = closeAll(ctx) })
+		return cerr
+	}, nil
+}
+
+// replayTargets builds the sinks, and for --format text the writer of lines.
+func (a *app) replayTargets(ctx context.Context, cfg *Config, f replayFlags) (func(detect.Alert) error, func(context.Context) error, error) {
 	if f.format != "text" {
 		disp, err := a.buildSinks(ctx, cfg, sinkSetup{output: f.output})
 		if err != nil {
 			return nil, nil, err
 		}
-		var once sync.Once
-		var cerr error
-		closeFn := func(ctx context.Context) error {
-			once.Do(func() { cerr = disp.Close(ctx) })
-			return cerr
-		}
-		return func(al detect.Alert) error { return disp.Dispatch(ctx, al) }, closeFn, nil
+		return func(al detect.Alert) error { return disp.Dispatch(ctx, al) }, disp.Close, nil
 	}
-	var out io.Writer = a.stdout
-	var file *os.File
-	if f.output != "" {
-		var err error
-		if file, err = os.Create(f.output); err != nil {
-			return nil, nil, usagef("create output: %v", err)
-		}
-		out = file
-	}
-	bw := bufio.NewWriterSize(out, 64<<10)
-	write := textWriter(bw)
 	var disp *sinks.Dispatcher
 	if sc, err := cfg.sinkConfig(); err != nil {
 		return nil, nil, err
@@ -265,19 +262,29 @@ func (a *app) replayOutput(ctx context.Context, cfg *Config, f replayFlags) (fun
 			return nil, nil, err
 		}
 	}
-	var once sync.Once
-	var cerr error
-	closeFn := func(ctx context.Context) error {
-		once.Do(func() {
-			cerr = bw.Flush()
-			if file != nil {
-				cerr = errors.Join(cerr, file.Close())
-			}
+	var out io.Writer = a.stdout
+	var file *os.File
+	if f.output != "" {
+		var err error
+		if file, err = os.Create(f.output); err != nil {
 			if disp != nil {
-				cerr = errors.Join(cerr, disp.Close(ctx))
+				disp.Close(ctx)
 			}
-		})
-		return cerr
+			return nil, nil, usagef("create output: %v", err)
+		}
+		out = file
+	}
+	bw := bufio.NewWriterSize(out, 64<<10)
+	write := textWriter(bw)
+	closeAll := func(ctx context.Context) error {
+		err := bw.Flush()
+		if file != nil {
+			err = errors.Join(err, file.Close())
+		}
+		if disp != nil {
+			err = errors.Join(err, disp.Close(ctx))
+		}
+		return err
 	}
 	send := func(al detect.Alert) error {
 		if disp != nil {
@@ -287,7 +294,7 @@ func (a *app) replayOutput(ctx context.Context, cfg *Config, f replayFlags) (fun
 		}
 		return write(al)
 	}
-	return send, closeFn, nil
+	return send, closeAll, nil
 }
 
 type readResult struct {
