@@ -152,9 +152,14 @@ type result struct {
 	// auditID.
 	t            int64
 	evKey, idKey uint64
-	alerts       []Alert
-	alertRules   []*Rule
+	alerts       []ruleAlert
 	window       []*windowMatch
+}
+
+// ruleAlert is a single-event alert with its rule.
+type ruleAlert struct {
+	Alert
+	rule *Rule
 }
 
 // Process decodes and evaluates a batch, emits its alerts, and acks it.
@@ -215,9 +220,9 @@ func (e *Engine) process(ctx context.Context, recs []ingest.Record) error {
 		if r.t > e.watermark {
 			e.watermark = r.t
 		}
-		for j, a := range r.alerts {
-			if !e.fired.seen(firedKey(r.idKey, r.alertRules[j], 0, 0)) {
-				e.unsent = append(e.unsent, a)
+		for _, a := range r.alerts {
+			if !e.fired.seen(firedKey(r.idKey, a.rule, 0, 0)) {
+				e.unsent = append(e.unsent, a.Alert)
 			}
 		}
 		late := false
@@ -420,8 +425,7 @@ func (w *worker) one(rec *ingest.Record, r *result) {
 		}
 		if rule.Spec.Window == nil {
 			w.m.matches(rule).Inc()
-			r.alerts = append(r.alerts, newAlert(rule, ev, windowResult{}))
-			r.alertRules = append(r.alertRules, rule)
+			r.alerts = append(r.alerts, ruleAlert{newAlert(rule, ev, windowResult{}), rule})
 			continue
 		}
 		x.windowMatches(rule, r)
