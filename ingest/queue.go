@@ -3,6 +3,7 @@ package ingest
 import (
 	"context"
 	"errors"
+	"hash/maphash"
 	"time"
 )
 
@@ -67,30 +68,37 @@ type DeadLetterer interface {
 	DeadLetter(ctx context.Context, items []DeadLetter) error
 }
 
-// Dedup remembers the keys it has seen within a bounded window: no older
-// than Window and no more than MaxKeys, whichever is smaller, so memory
-// stays bounded under any load. It is not safe for concurrent use; a queue
+// Dedup remembers the keys it has seen, at most MaxKeys of them, so memory
+// stays bounded under any load. Keys live in two generations: new keys go
+// into the current one, which becomes the previous one (dropping the one
+// before) once it is half the window old or holds half the key bound. A key
+// is therefore remembered at least until half the window has passed or half
+// the key bound of new keys has come after it, whichever is first.
+//
+// It keeps 128-bit digests, not the keys, and never deletes one by one: its
+// maps hold no pointers for the garbage collector to scan and stay fast under
+// a steady stream of new keys. It is not safe for concurrent use; a queue
 // owns one on its single consumer side.
 type Dedup struct {
 	window  time.Duration
 	maxKeys int
-	seen    map[string]int64 // key -> unix nanoseconds when first seen
-	// fifo holds the keys in insertion order from head; entries before
-	// head are gone.
-	fifo []dedupEntry
-	head int
+	// seeds make the digests; they are random per process, which is enough
+	// since a Dedup is never stored.
+	seeds     [2]maphash.Seed
+	cur, prev map[Digest]struct{}
+	curStart  int64 // unix nanoseconds when cur took its first key
 }
 
-type dedupEntry struct {
-	key string
-	at  int64
-}
+// Digest is what a Dedup keeps of a key. The zero Digest is the empty key,
+// which is never a duplicate.
+type Digest [2]uint64
 
 // Default de-duplication bounds: the apiserver gives up on a batch after
-// five attempts over about five minutes.
+// five attempts over about five minutes, and a queue redelivers within
+// seconds. Keys are remembered for at least half of each.
 const (
 	DefaultDedupWindow  = 10 * time.Minute
-	DefaultDedupMaxKeys = 500_000
+	DefaultDedupMaxKeys = 1_000_000
 )
 
 // NewDedup returns a Dedup; zero or negative bounds take the defaults.
@@ -101,59 +109,51 @@ func NewDedup(window time.Duration, maxKeys int) *Dedup {
 	if maxKeys <= 0 {
 		maxKeys = DefaultDedupMaxKeys
 	}
-	return &Dedup{window: window, maxKeys: maxKeys, seen: make(map[string]int64)}
+	return &Dedup{window: window, maxKeys: max(maxKeys, 2),
+		cur: map[Digest]struct{}{}, prev: map[Digest]struct{}{},
+		seeds: [2]maphash.Seed{maphash.MakeSeed(), maphash.MakeSeed()}}
 }
 
-// Seen reports whether key was seen within the window and records it if
-// not. An empty key is never a duplicate.
-func (d *Dedup) Seen(key string, now time.Time) bool {
-	if key == "" {
+// Digest returns the digest of key for Seen and Forget. Two keys share a
+// digest with a chance of about 2^-128.
+func (d *Dedup) Digest(key []byte) Digest {
+	if len(key) == 0 {
+		return Digest{}
+	}
+	return Digest{maphash.Bytes(d.seeds[0], key), maphash.Bytes(d.seeds[1], key)}
+}
+
+// Seen reports whether key is remembered and remembers it if not.
+func (d *Dedup) Seen(key Digest, now time.Time) bool {
+	if key == (Digest{}) {
 		return false
 	}
 	t := now.UnixNano()
-	d.evict(t)
-	if _, ok := d.seen[key]; ok {
+	if _, ok := d.cur[key]; ok {
 		return true
 	}
-	d.seen[key] = t
-	d.fifo = append(d.fifo, dedupEntry{key: key, at: t})
-	// Entries of forgotten keys free nothing when popped: pop until the
-	// bound holds.
-	for len(d.seen) > d.maxKeys && d.head < len(d.fifo) {
-		d.pop()
+	if _, ok := d.prev[key]; ok {
+		return true
 	}
+	if len(d.cur) > 0 && (len(d.cur) >= d.maxKeys/2 || t-d.curStart >= int64(d.window/2)) {
+		// The retired map is reused: its memory is already sized for a
+		// generation.
+		d.prev, d.cur = d.cur, d.prev
+		clear(d.cur)
+	}
+	if len(d.cur) == 0 {
+		d.curStart = t
+	}
+	d.cur[key] = struct{}{}
 	return false
 }
 
 // Forget removes key, so that it is not a duplicate when it comes again
 // (a batch that failed is delivered again and must pass).
-func (d *Dedup) Forget(key string) { delete(d.seen, key) }
+func (d *Dedup) Forget(key Digest) {
+	delete(d.cur, key)
+	delete(d.prev, key)
+}
 
 // Len is the number of keys remembered.
-func (d *Dedup) Len() int { return len(d.seen) }
-
-func (d *Dedup) evict(now int64) {
-	limit := now - int64(d.window)
-	for d.head < len(d.fifo) && d.fifo[d.head].at < limit {
-		d.pop()
-	}
-}
-
-func (d *Dedup) pop() {
-	e := d.fifo[d.head]
-	d.fifo[d.head] = dedupEntry{}
-	d.head++
-	// The key may have been forgotten and seen again since; only the
-	// entry that recorded it removes it.
-	if at, ok := d.seen[e.key]; ok && at == e.at {
-		delete(d.seen, e.key)
-	}
-	// Compact once the dead prefix dominates, so the slice does not grow
-	// without bound.
-	if d.head > 1024 && d.head*2 > len(d.fifo) {
-		n := copy(d.fifo, d.fifo[d.head:])
-		clear(d.fifo[n:])
-		d.fifo = d.fifo[:n]
-		d.head = 0
-	}
-}
+func (d *Dedup) Len() int { return len(d.cur) + len(d.prev) }

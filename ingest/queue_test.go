@@ -8,34 +8,54 @@ import (
 
 func TestDedup_Bounds(t *testing.T) {
 	t0 := time.Unix(0, 0)
-	d := NewDedup(time.Minute, 3)
+	d := NewDedup(time.Minute, 4)
+	key := func(s string) Digest { return d.Digest([]byte(s)) }
 	for i, c := range []struct {
 		key  string
 		at   time.Duration
 		want bool
 	}{
 		{"a", 0, false}, {"a", time.Second, true}, {"", 0, false}, {"", 0, false},
-		{"b", 2 * time.Second, false}, {"c", 3 * time.Second, false},
-		{"d", 4 * time.Second, false}, // evicts a (max keys)
-		{"a", 5 * time.Second, false},
-		{"c", 70 * time.Second, false}, // expired
+		{"b", 2 * time.Second, false},
+		{"c", 3 * time.Second, false}, // the generation of a and b was full: a new one
+		{"a", 4 * time.Second, true},
+		{"d", 5 * time.Second, false},
+		{"e", 6 * time.Second, false}, // a new generation: a and b are dropped
+		{"a", 7 * time.Second, false},
+		{"a", 8 * time.Second, true},
+		{"f", 40 * time.Second, false}, // full again
+		{"a", 41 * time.Second, true},
+		{"g", 80 * time.Second, false}, // half the window since f: a is dropped
+		{"a", 81 * time.Second, false},
 	} {
-		if got := d.Seen(c.key, t0.Add(c.at)); got != c.want {
+		if got := d.Seen(key(c.key), t0.Add(c.at)); got != c.want {
 			t.Errorf("step %d: Seen(%q) = %v, want %v", i, c.key, got, c.want)
 		}
 	}
-	if d.Len() > 3 {
-		t.Errorf("Len = %d, over the bound", d.Len())
-	}
-	d.Forget("c")
-	if d.Seen("c", t0.Add(71*time.Second)) {
+	d.Forget(key("a"))
+	if d.Seen(key("a"), t0.Add(82*time.Second)) {
 		t.Error("forgotten key was a duplicate")
 	}
-	// The bound holds under many keys.
+	// The bound holds under many keys, and the newest half is remembered.
 	for i := range 10000 {
-		d.Seen(fmt.Sprint(i), t0.Add(72*time.Second))
+		d.Seen(d.Digest(fmt.Append(nil, i)), t0.Add(90*time.Second))
+		if d.Len() > 4 {
+			t.Fatalf("Len %d over the bound after %d keys", d.Len(), i)
+		}
 	}
-	if d.Len() != 3 || len(d.fifo)-d.head > 3 {
-		t.Errorf("Len %d, fifo %d after many keys", d.Len(), len(d.fifo)-d.head)
+	if !d.Seen(d.Digest(fmt.Append(nil, 9999)), t0.Add(90*time.Second)) ||
+		!d.Seen(d.Digest(fmt.Append(nil, 9998)), t0.Add(90*time.Second)) {
+		t.Error("the newest keys were forgotten")
+	}
+}
+
+func BenchmarkDedup(b *testing.B) {
+	d := NewDedup(0, 0)
+	now := time.Now()
+	key := make([]byte, 0, 64)
+	b.ReportAllocs()
+	for i := range b.N {
+		key = fmt.Appendf(key[:0], "0f2c7a3e-%012d/ResponseComplete", i)
+		d.Seen(d.Digest(key), now)
 	}
 }

@@ -35,7 +35,7 @@ type options struct {
 	url, events, kubeconfig, cacert, cert, key, token string
 	metrics                                           string
 	rate, batch, conns                                int
-	duration                                          time.Duration
+	duration, warmup                                  time.Duration
 	insecure                                          bool
 }
 
@@ -45,7 +45,8 @@ func main() {
 	flag.IntVar(&o.rate, "rate", 10000, "events per second to offer (0: as fast as acknowledged)")
 	flag.IntVar(&o.batch, "batch", 400, "events per POST (the apiserver sends up to 400)")
 	flag.IntVar(&o.conns, "conns", 8, "POSTs in flight at most")
-	flag.DurationVar(&o.duration, "duration", 10*time.Second, "how long to send")
+	flag.DurationVar(&o.duration, "duration", 10*time.Second, "how long to send and measure")
+	flag.DurationVar(&o.warmup, "warmup", 0, "send at the same rate for this long first, without measuring (a fresh server grows its heap and caches then)")
 	flag.StringVar(&o.events, "events", "", "audit log (JSON lines) whose events are sent with fresh auditIDs and times (default: built-in samples)")
 	flag.StringVar(&o.kubeconfig, "kubeconfig", "", "webhook kubeconfig to take the URL, CA and client certificate from")
 	flag.StringVar(&o.cacert, "cacert", "", "CA file that signed the server certificate")
@@ -257,12 +258,14 @@ func run(ctx context.Context, o options, out io.Writer) error {
 	if err != nil {
 		return err
 	}
-	processed0, err := processed(o.metrics)
-	if err != nil {
+	if _, err := processed(o.metrics); err != nil {
 		return err
 	}
-	ctx, cancel := context.WithTimeout(ctx, o.duration)
+	ctx, cancel := context.WithTimeout(ctx, o.warmup+o.duration)
 	defer cancel()
+	// POSTs sent before measuring starts (the warm-up) are not counted.
+	var measureFrom atomic.Int64
+	measureFrom.Store(time.Now().Add(o.warmup).UnixNano())
 
 	var (
 		mu        sync.Mutex
@@ -302,6 +305,9 @@ func run(ctx context.Context, o options, out io.Writer) error {
 				io.Copy(io.Discard, resp.Body)
 				resp.Body.Close()
 				d := time.Since(t0)
+				if t0.UnixNano() < measureFrom.Load() {
+					continue
+				}
 				mu.Lock()
 				codes[resp.StatusCode]++
 				if resp.StatusCode == 200 {
@@ -314,7 +320,17 @@ func run(ctx context.Context, o options, out io.Writer) error {
 			}
 		})
 	}
-	start := time.Now()
+	var processed0 float64
+	measured := make(chan error, 1)
+	go func() {
+		select {
+		case <-time.After(time.Until(time.Unix(0, measureFrom.Load()))):
+		case <-ctx.Done():
+		}
+		var err error
+		processed0, err = processed(o.metrics)
+		measured <- err
+	}()
 	if o.rate == 0 {
 	fill:
 		for {
@@ -348,7 +364,13 @@ func run(ctx context.Context, o options, out io.Writer) error {
 	}
 	close(tokens)
 	wg.Wait()
-	el := time.Since(start)
+	if err := <-measured; err != nil {
+		return err
+	}
+	el := time.Since(time.Unix(0, measureFrom.Load()))
+	if el <= 0 {
+		return errors.New("stopped during the warm-up, nothing measured")
+	}
 	slices.Sort(latencies)
 	pct := func(p float64) time.Duration {
 		if len(latencies) == 0 {
@@ -356,7 +378,7 @@ func run(ctx context.Context, o options, out io.Writer) error {
 		}
 		return latencies[min(len(latencies)-1, int(p*float64(len(latencies))))]
 	}
-	fmt.Fprintf(out, "offered rate %d events/s, batch %d, %d connections, %s\n", o.rate, o.batch, o.conns, el.Round(time.Millisecond))
+	fmt.Fprintf(out, "offered rate %d events/s, batch %d, %d connections, %s measured after %s of warm-up\n", o.rate, o.batch, o.conns, el.Round(time.Millisecond), o.warmup)
 	fmt.Fprintf(out, "accepted %d events: %.0f events/s\n", accepted.Load(), float64(accepted.Load())/el.Seconds())
 	fmt.Fprintf(out, "ack latency: p50 %s p99 %s max %s (%d POSTs)\n", pct(0.5).Round(10*time.Microsecond), pct(0.99).Round(10*time.Microsecond), pct(1).Round(10*time.Microsecond), len(latencies))
 	fmt.Fprintf(out, "status codes: %v, transport errors: %d\n", codes, errs.Load())

@@ -575,8 +575,7 @@ func (q *Queue) Read(ctx context.Context) (ingest.Batch, error) {
 			return ingest.Batch{}, fmt.Errorf("read: %w", ingest.ErrClosed)
 		}
 		taken := []jetstream.Msg{first}
-		var keys []string
-		recs, keys := q.appendRecords(nil, keys, first)
+		recs, keys := q.appendRecords(nil, nil, first)
 	more:
 		for len(recs) < q.opts.MaxBatch {
 			select {
@@ -600,7 +599,7 @@ func (q *Queue) Read(ctx context.Context) (ingest.Batch, error) {
 
 // appendRecords adds the message's records that are not duplicates, and
 // their keys.
-func (q *Queue) appendRecords(recs []ingest.Record, keys []string, m jetstream.Msg) ([]ingest.Record, []string) {
+func (q *Queue) appendRecords(recs []ingest.Record, keys []ingest.Digest, m jetstream.Msg) ([]ingest.Record, []ingest.Digest) {
 	cluster := m.Headers().Get(HeaderCluster)
 	now := q.opts.Now()
 	if md, err := m.Metadata(); err == nil {
@@ -622,7 +621,7 @@ func (q *Queue) appendRecords(recs []ingest.Record, keys []string, m jetstream.M
 	n := len(recs)
 	q.dedupMu.Lock()
 	for _, f := range frames {
-		key := string(f.key)
+		key := q.dedup.Digest(f.key)
 		if q.dedup.Seen(key, now) {
 			q.m.dedupHits(cluster).Inc()
 			continue
@@ -639,7 +638,7 @@ func (q *Queue) appendRecords(recs []ingest.Record, keys []string, m jetstream.M
 // ackFunc acknowledges the batch's messages. The last ack waits for the
 // server's confirmation; acks on one connection are handled in order, so
 // the whole batch is then recorded.
-func (q *Queue) ackFunc(msgs []jetstream.Msg, keys []string) ingest.AckFunc {
+func (q *Queue) ackFunc(msgs []jetstream.Msg, keys []ingest.Digest) ingest.AckFunc {
 	var done atomic.Bool
 	return func(ctx context.Context, err error) error {
 		if done.Swap(true) {

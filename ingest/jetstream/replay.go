@@ -83,7 +83,7 @@ func (q *Queue) Replay(ctx context.Context, span time.Duration, fn func(ingest.B
 			recs := make([]ingest.Record, 0, len(frames))
 			q.dedupMu.Lock()
 			for _, f := range frames {
-				if q.dedup.Seen(string(f.key), now) {
+				if q.dedup.Seen(q.dedup.Digest(f.key), now) {
 					continue
 				}
 				recs = append(recs, ingest.Record{Data: f.data, Cluster: cluster})

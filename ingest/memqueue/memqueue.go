@@ -100,7 +100,7 @@ func (q *Queue) Read(ctx context.Context) (ingest.Batch, error) {
 			now := q.opts.Now()
 			recs := make([]ingest.Record, 0, n)
 			for _, e := range taken {
-				if !q.dedup.Seen(e.Key, now) {
+				if !q.dedup.Seen(q.dedup.Digest([]byte(e.Key)), now) {
 					recs = append(recs, e.Record)
 				}
 			}
