@@ -55,7 +55,7 @@ type QueueConfig struct {
 	// raised to the rebuild span when shorter).
 	Retention detect.Duration `yaml:"retention"`
 	// DedupWindow and DedupMaxKeys bound (auditID, stage) de-duplication
-	// (default 10m, 500000 keys).
+	// (default 10m, 1000000 keys; see ingest.Dedup).
 	DedupWindow  detect.Duration `yaml:"dedup_window"`
 	DedupMaxKeys int             `yaml:"dedup_max_keys"`
 }
