@@ -58,6 +58,11 @@ type Options struct {
 	// duplicates (default DefaultDedupSize; the memory is about 40 bytes an
 	// entry, up to twice this many).
 	DedupSize int
+	// SourceDedups says the source already drops duplicate (auditID, stage)
+	// pairs, as vigil serve's queue does: the engine then keeps no set of
+	// events, which costs a cache miss or two per event. Alerts stay
+	// once per request and rule either way.
+	SourceDedups bool
 	// MaxKeysPerRule bounds window keys per rule (default
 	// DefaultMaxKeysPerRule); the idlest are evicted past it.
 	MaxKeysPerRule int
@@ -82,7 +87,7 @@ type Engine struct {
 	seed    maphash.Seed
 
 	// The fields below belong to the goroutine calling Process.
-	events    *dedupSet
+	events    *dedupSet // nil with SourceDedups
 	fired     *dedupSet
 	watermark int64
 	seq       uint64
@@ -123,8 +128,11 @@ func New(o Options) (*Engine, error) {
 	e := &Engine{
 		rules: o.Rules, emit: o.Emit, onReject: o.OnReject, log: o.Logger,
 		lateness: int64(o.Lateness), seed: maphash.MakeSeed(),
-		events: newDedupSet(o.DedupSize), fired: newDedupSet(o.DedupSize),
-		m: newEngineMetrics(o.Metrics, o.Rules),
+		fired: newDedupSet(o.DedupSize),
+		m:     newEngineMetrics(o.Metrics, o.Rules),
+	}
+	if !o.SourceDedups {
+		e.events = newDedupSet(o.DedupSize)
 	}
 	if !o.Since.IsZero() {
 		e.since = o.Since.UnixNano()
@@ -213,7 +221,7 @@ func (e *Engine) process(ctx context.Context, recs []ingest.Record) error {
 			continue
 		}
 		e.m.events.Inc()
-		if e.events.seen(r.evKey) {
+		if e.events != nil && e.events.seen(r.evKey) {
 			e.m.duplicates.Inc()
 			continue
 		}

@@ -210,6 +210,8 @@ func (a *app) serve(ctx context.Context, f serveFlags) error {
 		Rules: rs, Workers: cfg.Detect.Workers, Emit: s.emit, Metrics: s.set,
 		Logger: a.logger.With("component", "detect"), Lateness: lateness,
 		MaxKeysPerRule: cfg.Detect.MaxKeysPerRule,
+		// The queue drops duplicates, with larger bounds.
+		SourceDedups: true,
 		OnReject: func(r ingest.Record, err error) {
 			s.m.rejected.Inc()
 			s.log.Warn("event rejected by detection", "cluster", r.Cluster, "origin", r.Origin, "err", err)

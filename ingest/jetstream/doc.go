@@ -6,7 +6,10 @@
 //   - stream VIGIL_EVENTS (subject vigil.events): audit events, several per
 //     message, framed as (uvarint length, de-duplication key, uvarint
 //     length, event JSON) and split so no message exceeds the payload limit.
-//     The Vigil-Cluster header names the cluster. Messages stay for
+//     The body is S2-compressed (block format) when the Vigil-Encoding
+//     header says "s2", which is the case unless compression saved nothing;
+//     audit JSON shrinks about 8×. The Vigil-Cluster header names the
+//     cluster. Messages stay for
 //     Retention after they were written so that window state can be rebuilt
 //     after a crash (Queue.Replay).
 //   - consumer "detect" on it: durable, explicit acks. Its ack floor is the

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
+	"github.com/klauspost/compress/s2"
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -31,6 +32,10 @@ const (
 	ConsumerName     = "detect"
 	HeaderCluster    = "Vigil-Cluster"
 	HeaderReason     = "Vigil-Reason"
+	// HeaderEncoding is "s2" on an event message whose body is compressed
+	// (S2 block format); without it the body is the frames as they are.
+	HeaderEncoding = "Vigil-Encoding"
+	encodingS2     = "s2"
 )
 
 // Defaults for Options.
@@ -43,8 +48,11 @@ const (
 	DefaultDeadLetterAge   = 7 * 24 * time.Hour
 	// frameSlack leaves room in a message for headers and frame lengths.
 	frameSlack = 4 << 10
-	// messageTarget is the size Publish fills messages to (see split).
-	messageTarget = 60 << 10
+	// rawTarget is how much framed event data Publish puts in a message
+	// before compressing it (see split).
+	rawTarget = 256 << 10
+	// maxPooled is the largest buffer kept for reuse.
+	maxPooled = 1 << 20
 )
 
 // Options configure the embedded queue.
@@ -130,9 +138,10 @@ type Queue struct {
 	// would wait behind every large publish in flight.
 	pubNC *nats.Conn
 	pubJS jetstream.JetStream
-	// bufs holds message buffers of messageTarget bytes for split; the
-	// client copies a message when it is published, and a buffer comes
-	// back once its publish is acknowledged.
+	// bufs holds byte buffers for framing, compressing and decompressing
+	// messages. A published message's buffer comes back once its publish
+	// is acknowledged (the client may resend it until then), a decompressed
+	// one once its batch is acknowledged (records alias it).
 	bufs   sync.Pool
 	events jetstream.Stream
 	cons   jetstream.Consumer
@@ -391,7 +400,7 @@ func (q *Queue) Publish(ctx context.Context, entries []ingest.Entry) error {
 	}
 	defer q.reserved.Add(-size)
 
-	msgs := q.split(entries)
+	msgs, raw := q.split(entries)
 	futures := make([]jetstream.PubAckFuture, 0, len(msgs))
 	for _, m := range msgs {
 		f, err := q.publishAsync(ctx, m)
@@ -404,8 +413,7 @@ func (q *Queue) Publish(ctx context.Context, entries []ingest.Entry) error {
 	for i, f := range futures {
 		select {
 		case <-f.Ok():
-			n := int64(len(msgs[i].Data))
-			q.stored.Add(n)
+			q.stored.Add(int64(raw[i]))
 		case err := <-f.Err():
 			errs = append(errs, classify(err))
 		case <-ctx.Done():
@@ -464,62 +472,107 @@ func classify(err error) error {
 }
 
 // split frames entries into messages no larger than the payload limit,
-// starting a new message whenever the cluster changes.
+// starting a new message whenever the cluster changes, and compresses each.
+// It returns the messages and the size of each one's frames before
+// compression.
 //
-// Messages are filled to about messageTarget only: the server and the
-// client read a connection in chunks of at most 64 KiB, and a message larger
-// than a chunk is gathered into a growing buffer on both sides, copying it
-// again each time. A single entry larger than that still goes alone, up to
-// the payload limit.
-func (q *Queue) split(entries []ingest.Entry) []*nats.Msg {
-	limit := min(q.opts.MaxPayload-frameSlack, messageTarget)
-	var out []*nats.Msg
-	var cur *nats.Msg
-	cluster := ""
-	est := 0 // the sum of frameSize of cur's entries, at least len(cur.Data)
-	for i, e := range entries {
-		n := frameSize(e)
-		if cur == nil || e.Cluster != cluster || (est > 0 && est+n > limit) {
-			cur = nats.NewMsg(EventSubject)
-			if e.Cluster != "" {
-				cur.Header.Set(HeaderCluster, e.Cluster)
+// Messages take about rawTarget of frames: audit JSON compresses about 8×
+// with S2, so a message stays under the 64 KiB that the server and the
+// client read from a connection at a time (a larger one is gathered into a
+// growing buffer on both sides, copied again each time). Compression also
+// cuts what the store writes, caches and keeps on disk. A single entry
+// larger than that still goes alone, up to the payload limit.
+func (q *Queue) split(entries []ingest.Entry) ([]*nats.Msg, []int) {
+	limit := min(q.opts.MaxPayload-frameSlack, rawTarget)
+	scratch := q.getBuf(0)
+	defer q.putBuf(scratch)
+	var msgs []*nats.Msg
+	var raw []int
+	for i := 0; i < len(entries); {
+		cluster := entries[i].Cluster
+		b := (*scratch)[:0]
+		j := i
+		for ; j < len(entries) && entries[j].Cluster == cluster; j++ {
+			if j > i && len(b)+frameSize(entries[j]) > limit {
+				break
 			}
-			// Sized for what goes in, so the frames are copied once.
-			size := n
-			for _, f := range entries[i+1:] {
-				if f.Cluster != e.Cluster || size+frameSize(f) > limit {
-					break
-				}
-				size += frameSize(f)
-			}
-			cur.Data = q.getBuf(size)
-			cluster = e.Cluster
-			out = append(out, cur)
-			est = 0
+			b = appendFrame(b, entries[j])
 		}
-		est += n
-		cur.Data = appendFrame(cur.Data, e)
+		*scratch = b
+		m := nats.NewMsg(EventSubject)
+		if cluster != "" {
+			m.Header.Set(HeaderCluster, cluster)
+		}
+		m.Data = q.compress(m, b)
+		msgs = append(msgs, m)
+		raw = append(raw, len(b))
+		i = j
 	}
-	return out
+	return msgs, raw
 }
 
-func (q *Queue) getBuf(size int) []byte {
-	if size <= messageTarget {
-		if b, ok := q.bufs.Get().(*[]byte); ok {
-			return (*b)[:0]
+// compress returns the body of a message of frames b, in a pool buffer:
+// b compressed, with the header that says so, unless that saves nothing.
+func (q *Queue) compress(m *nats.Msg, b []byte) []byte {
+	need := s2.MaxEncodedLen(len(b))
+	dst := *q.getBuf(need)
+	if need > 0 {
+		if enc := s2.Encode(dst[:need], b); len(enc) < len(b) {
+			m.Header.Set(HeaderEncoding, encodingS2)
+			return enc
 		}
-		return make([]byte, 0, messageTarget)
 	}
-	return make([]byte, 0, size)
+	return append(dst[:0], b...)
+}
+
+// body returns the frames of a message: its data, or the data decompressed
+// into a pool buffer, which is also returned (nil when none was used) for
+// putBuf once the records are done with.
+func (q *Queue) body(data []byte, h nats.Header) ([]byte, *[]byte, error) {
+	switch enc := h.Get(HeaderEncoding); enc {
+	case "":
+		return data, nil, nil
+	case encodingS2:
+		n, err := s2.DecodedLen(data)
+		if err != nil {
+			return nil, nil, fmt.Errorf("decompress queue message: %w", err)
+		}
+		buf := q.getBuf(n)
+		out, err := s2.Decode((*buf)[:n], data)
+		if err != nil {
+			q.putBuf(buf)
+			return nil, nil, fmt.Errorf("decompress queue message: %w", err)
+		}
+		return out, buf, nil
+	default:
+		return nil, nil, fmt.Errorf("queue message in unknown encoding %q", enc)
+	}
+}
+
+// getBuf returns a pool buffer with room for size bytes.
+func (q *Queue) getBuf(size int) *[]byte {
+	if b, ok := q.bufs.Get().(*[]byte); ok {
+		if cap(*b) >= size {
+			return b
+		}
+		q.putBuf(b)
+	}
+	b := make([]byte, 0, max(size, rawTarget))
+	return &b
+}
+
+func (q *Queue) putBuf(b *[]byte) {
+	if b != nil && cap(*b) <= maxPooled {
+		*b = (*b)[:0]
+		q.bufs.Put(b)
+	}
 }
 
 // putBufs returns the buffers of messages whose publish is over.
 func (q *Queue) putBufs(msgs []*nats.Msg) {
 	for _, m := range msgs {
-		if cap(m.Data) == messageTarget {
-			b := m.Data[:0]
-			q.bufs.Put(&b)
-		}
+		b := m.Data[:0]
+		q.putBuf(&b)
 		m.Data = nil
 	}
 }
@@ -574,20 +627,19 @@ func (q *Queue) Read(ctx context.Context) (ingest.Batch, error) {
 		case <-q.done:
 			return ingest.Batch{}, fmt.Errorf("read: %w", ingest.ErrClosed)
 		}
-		taken := []jetstream.Msg{first}
-		recs, keys := q.appendRecords(nil, nil, first)
+		d := &delivery{}
+		q.take(d, first)
 	more:
-		for len(recs) < q.opts.MaxBatch {
+		for len(d.recs) < q.opts.MaxBatch {
 			select {
 			case m := <-q.msgs:
-				taken = append(taken, m)
-				recs, keys = q.appendRecords(recs, keys, m)
+				q.take(d, m)
 			default:
 				break more
 			}
 		}
-		b := ingest.Batch{Records: recs, Ack: q.ackFunc(taken, keys)}
-		if len(recs) == 0 {
+		b := ingest.Batch{Records: d.recs, Ack: q.ackFunc(d)}
+		if len(d.recs) == 0 {
 			if err := b.Ack(ctx, nil); err != nil {
 				return ingest.Batch{}, err
 			}
@@ -597,28 +649,46 @@ func (q *Queue) Read(ctx context.Context) (ingest.Batch, error) {
 	}
 }
 
-// appendRecords adds the message's records that are not duplicates, and
-// their keys.
-func (q *Queue) appendRecords(recs []ingest.Record, keys []ingest.Digest, m jetstream.Msg) ([]ingest.Record, []ingest.Digest) {
-	cluster := m.Headers().Get(HeaderCluster)
+// delivery is what Read took for one batch.
+type delivery struct {
+	msgs []jetstream.Msg
+	recs []ingest.Record
+	keys []ingest.Digest // of recs, to forget if the batch fails
+	bufs []*[]byte       // decompressed bodies, which recs alias
+	size int64           // of the frames, for the pending-bytes account
+}
+
+// take adds the message and its records that are not duplicates.
+func (q *Queue) take(d *delivery, m jetstream.Msg) {
+	d.msgs = append(d.msgs, m)
+	h := m.Headers()
+	cluster := h.Get(HeaderCluster)
 	now := q.opts.Now()
+	var origin string
 	if md, err := m.Metadata(); err == nil {
 		q.m.lag.Store(int64(now.Sub(md.Timestamp)))
 		if md.NumDelivered > 1 {
 			q.m.redelivered.Inc()
 		}
-	}
-	frames, err := decodeFrames(m.Data(), nil)
-	if err != nil {
-		// Only a bug or disk corruption gets here; the intact frames are
-		// still processed and the problem is logged where it happened.
-		q.log.Error("decode queue message", "err", err, "cluster", cluster)
-	}
-	var origin string
-	if md, err := m.Metadata(); err == nil {
 		origin = "queue:" + strconv.FormatUint(md.Sequence.Stream, 10)
 	}
-	n := len(recs)
+	// Only a bug or disk corruption makes body or decodeFrames fail; what
+	// is intact is still processed and the problem is logged where it
+	// happened.
+	data, buf, err := q.body(m.Data(), h)
+	if err != nil {
+		q.log.Error("read queue message", "err", err, "cluster", cluster, "origin", origin)
+		return
+	}
+	if buf != nil {
+		d.bufs = append(d.bufs, buf)
+	}
+	d.size += int64(len(data))
+	frames, err := decodeFrames(data, nil)
+	if err != nil {
+		q.log.Error("decode queue message", "err", err, "cluster", cluster, "origin", origin)
+	}
+	n := len(d.recs)
 	q.dedupMu.Lock()
 	for _, f := range frames {
 		key := q.dedup.Digest(f.key)
@@ -626,33 +696,36 @@ func (q *Queue) appendRecords(recs []ingest.Record, keys []ingest.Digest, m jets
 			q.m.dedupHits(cluster).Inc()
 			continue
 		}
-		recs = append(recs, ingest.Record{Data: f.data, Cluster: cluster, Origin: origin})
-		keys = append(keys, key)
+		d.recs = append(d.recs, ingest.Record{Data: f.data, Cluster: cluster, Origin: origin})
+		d.keys = append(d.keys, key)
 	}
 	q.m.dedupKeys.Set(float64(q.dedup.Len()))
 	q.dedupMu.Unlock()
-	q.m.read.Add(len(recs) - n)
-	return recs, keys
+	q.m.read.Add(len(d.recs) - n)
 }
 
 // ackFunc acknowledges the batch's messages. The last ack waits for the
 // server's confirmation; acks on one connection are handled in order, so
 // the whole batch is then recorded.
-func (q *Queue) ackFunc(msgs []jetstream.Msg, keys []ingest.Digest) ingest.AckFunc {
+func (q *Queue) ackFunc(d *delivery) ingest.AckFunc {
 	var done atomic.Bool
 	return func(ctx context.Context, err error) error {
 		if done.Swap(true) {
 			return errors.New("ack: batch already acknowledged")
 		}
+		// The records are not read after this.
+		for _, b := range d.bufs {
+			q.putBuf(b)
+		}
 		if err != nil {
 			// The records were not processed: let them through again.
 			q.dedupMu.Lock()
-			for _, k := range keys {
+			for _, k := range d.keys {
 				q.dedup.Forget(k)
 			}
 			q.dedupMu.Unlock()
 			var errs []error
-			for _, m := range msgs {
+			for _, m := range d.msgs {
 				errs = append(errs, m.Nak())
 			}
 			if e := errors.Join(errs...); e != nil {
@@ -660,11 +733,9 @@ func (q *Queue) ackFunc(msgs []jetstream.Msg, keys []ingest.Digest) ingest.AckFu
 			}
 			return nil
 		}
-		var size int64
-		for i, m := range msgs {
-			size += int64(len(m.Data()))
+		for i, m := range d.msgs {
 			var aerr error
-			if i == len(msgs)-1 {
+			if i == len(d.msgs)-1 {
 				aerr = m.DoubleAck(ctx)
 			} else {
 				aerr = m.Ack()
@@ -673,7 +744,7 @@ func (q *Queue) ackFunc(msgs []jetstream.Msg, keys []ingest.Digest) ingest.AckFu
 				return fmt.Errorf("ack queue message: %w", aerr)
 			}
 		}
-		if q.stored.Add(-size) < 0 {
+		if q.stored.Add(-d.size) < 0 {
 			q.stored.Store(0)
 		}
 		return nil

@@ -1,12 +1,17 @@
 package jetstream
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/klauspost/compress/s2"
+	"github.com/nats-io/nats.go"
 
 	"github.com/vigil-k8s/vigil/ingest"
 )
@@ -198,32 +203,54 @@ func TestQueue_DeadLetterAndFingerprints(t *testing.T) {
 	}
 }
 
-// TestQueue_Split checks that messages are filled to about messageTarget,
-// start again when the cluster changes, keep every entry in order, and that
-// an entry larger than the target goes alone.
+// TestQueue_Split checks that messages hold about rawTarget of frames,
+// start again when the cluster changes, keep every entry in order, that an
+// entry larger than the target goes alone, and that compression is used
+// when it saves space and is undone by body.
 func TestQueue_Split(t *testing.T) {
 	q := &Queue{opts: Options{MaxPayload: DefaultMaxPayload}}
 	var entries []ingest.Entry
-	add := func(cluster string, n, size int) {
+	add := func(cluster string, n, size int, data func(i int) []byte) {
 		for range n {
 			i := len(entries)
 			entries = append(entries, ingest.Entry{Key: fmt.Sprint("k", i),
-				Record: ingest.Record{Cluster: cluster, Data: []byte(fmt.Sprintf("%0*d", size, i))}})
+				Record: ingest.Record{Cluster: cluster, Data: data(i)}})
 		}
 	}
-	add("a", 400, 1000)
-	add("a", 1, 200<<10)
-	add("a", 10, 1000)
-	add("b", 10, 1000)
-	msgs := q.split(entries)
+	padded := func(size int) func(int) []byte {
+		return func(i int) []byte { return []byte(fmt.Sprintf("%0*d", size, i)) }
+	}
+	random := func(i int) []byte {
+		b := make([]byte, 3000)
+		r := rand.NewChaCha8([32]byte{byte(i)})
+		r.Read(b)
+		return b
+	}
+	add("a", 400, 1000, padded(1000))
+	add("a", 1, 300<<10, padded(300<<10))
+	add("a", 10, 1000, padded(1000))
+	add("b", 10, 1000, padded(1000))
+	add("c", 3, 0, random)
+	msgs, raw := q.split(entries)
 	var got []frame
 	for i, m := range msgs {
-		frames, err := decodeFrames(m.Data, nil)
+		data, _, err := q.body(m.Data, m.Header)
 		if err != nil {
 			t.Fatalf("message %d: %v", i, err)
 		}
-		if len(m.Data) > messageTarget && len(frames) != 1 {
-			t.Errorf("message %d is %d bytes with %d entries, want at most %d or one entry", i, len(m.Data), len(frames), messageTarget)
+		if len(data) != raw[i] {
+			t.Errorf("message %d: %d bytes of frames, split said %d", i, len(data), raw[i])
+		}
+		compressed := m.Header.Get(HeaderEncoding) == encodingS2
+		if cluster := m.Header.Get(HeaderCluster); compressed != (cluster != "c") {
+			t.Errorf("message %d of cluster %s: compressed %v, want only compressible data compressed", i, cluster, compressed)
+		}
+		frames, err := decodeFrames(data, nil)
+		if err != nil {
+			t.Fatalf("message %d: %v", i, err)
+		}
+		if len(data) > rawTarget && len(frames) != 1 {
+			t.Errorf("message %d holds %d bytes in %d entries, want at most %d or one entry", i, len(data), len(frames), rawTarget)
 		}
 		cluster := m.Header.Get(HeaderCluster)
 		for _, f := range frames {
@@ -241,7 +268,26 @@ func TestQueue_Split(t *testing.T) {
 			t.Fatalf("entry %d: got key %s, want %s", i, f.key, entries[i].Key)
 		}
 	}
-	if len(msgs) < 400*1000/messageTarget+3 {
-		t.Errorf("%d messages, want the 400 KB of cluster a split near %d bytes", len(msgs), messageTarget)
+	if len(msgs) < 400*1000/rawTarget+4 {
+		t.Errorf("%d messages, want the 400 KB of cluster a split near %d bytes", len(msgs), rawTarget)
+	}
+}
+
+// TestQueue_Body checks that a message body that cannot be read is an
+// error, not a panic or silent loss.
+func TestQueue_Body(t *testing.T) {
+	q := &Queue{}
+	for _, c := range []struct {
+		name string
+		h    nats.Header
+		data []byte
+	}{
+		{"corrupt s2", nats.Header{HeaderEncoding: {encodingS2}}, []byte{0xff, 0xff, 0xff, 0xff, 0xff, 0x01, 0x02}},
+		{"truncated s2", nats.Header{HeaderEncoding: {encodingS2}}, s2.Encode(nil, bytes.Repeat([]byte("audit "), 1000))[:20]},
+		{"unknown encoding", nats.Header{HeaderEncoding: {"zstd"}}, []byte("x")},
+	} {
+		if _, _, err := q.body(c.data, c.h); err == nil {
+			t.Errorf("%s: no error", c.name)
+		}
 	}
 }

@@ -74,8 +74,13 @@ func (q *Queue) Replay(ctx context.Context, span time.Duration, fn func(ingest.B
 				info.FromStart = md.Sequence.Stream == 1
 			}
 			info.Messages++
-			cluster := m.Headers().Get(HeaderCluster)
-			frames, err = decodeFrames(m.Data(), frames[:0])
+			h := m.Headers()
+			cluster := h.Get(HeaderCluster)
+			data, buf, err := q.body(m.Data(), h)
+			if err != nil {
+				q.log.Error("read queue message", "err", err, "seq", md.Sequence.Stream)
+			}
+			frames, err = decodeFrames(data, frames[:0])
 			if err != nil {
 				q.log.Error("decode queue message", "err", err, "seq", md.Sequence.Stream)
 			}
@@ -95,6 +100,7 @@ func (q *Queue) Replay(ctx context.Context, span time.Duration, fn func(ingest.B
 					return info, err
 				}
 			}
+			q.putBuf(buf) // the records were valid during fn only
 			if md.Sequence.Stream == info.Floor {
 				return info, nil
 			}
