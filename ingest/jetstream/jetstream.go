@@ -176,11 +176,32 @@ type queueMetrics struct {
 	published, publishedMsgs, full, stalls *metrics.Counter
 	read, redelivered, dead                *metrics.Counter
 	dedupKeys                              *metrics.Gauge
-	lag                                    atomic.Int64 // nanoseconds
+	clusters                               sync.Map // cluster name -> *clusterGauges
+}
+
+// clusterGauges are a cluster's queue gauges: its events stored and not yet
+// read (counted from this start of the process), and how long the last
+// message read had waited.
+type clusterGauges struct {
+	queued, lag atomic.Int64 // events, nanoseconds
 }
 
 func (m *queueMetrics) dedupHits(cluster string) *metrics.Counter {
 	return m.set.GetOrCreateCounter(`vigil_queue_dedup_hits_total{cluster="` + metricLabel(cluster) + `"}`)
+}
+
+func (m *queueMetrics) cluster(name string) *clusterGauges {
+	if g, ok := m.clusters.Load(name); ok {
+		return g.(*clusterGauges)
+	}
+	g, loaded := m.clusters.LoadOrStore(name, &clusterGauges{})
+	cg := g.(*clusterGauges)
+	if !loaded {
+		l := `{cluster="` + metricLabel(name) + `"}`
+		m.set.GetOrCreateGauge("vigil_queue_queued_events"+l, func() float64 { return float64(max(cg.queued.Load(), 0)) })
+		m.set.GetOrCreateGauge("vigil_queue_lag_seconds"+l, func() float64 { return time.Duration(cg.lag.Load()).Seconds() })
+	}
+	return cg
 }
 
 var (
@@ -240,7 +261,6 @@ func (q *Queue) setup(ctx context.Context) error {
 		dead:          s.NewCounter("vigil_queue_deadletter_items_total"),
 	}
 	s.NewGauge("vigil_queue_pending_bytes", func() float64 { return float64(q.stored.Load() + q.reserved.Load()) })
-	s.NewGauge("vigil_queue_lag_seconds", func() float64 { return time.Duration(q.m.lag.Load()).Seconds() })
 	q.m.dedupKeys = s.NewGauge("vigil_queue_dedup_keys", nil)
 
 	nc, err := nats.Connect("", nats.InProcessServer(q.ns), nats.Name("vigil"),
@@ -428,6 +448,14 @@ func (q *Queue) Publish(ctx context.Context, entries []ingest.Entry) error {
 	}
 	q.m.published.Add(len(entries))
 	q.m.publishedMsgs.Add(len(msgs))
+	for i := 0; i < len(entries); {
+		j := i + 1
+		for j < len(entries) && entries[j].Cluster == entries[i].Cluster {
+			j++
+		}
+		q.m.cluster(entries[i].Cluster).queued.Add(int64(j - i))
+		i = j
+	}
 	return nil
 }
 
@@ -664,9 +692,10 @@ func (q *Queue) take(d *delivery, m jetstream.Msg) {
 	h := m.Headers()
 	cluster := h.Get(HeaderCluster)
 	now := q.opts.Now()
+	cg := q.m.cluster(cluster)
 	var origin string
 	if md, err := m.Metadata(); err == nil {
-		q.m.lag.Store(int64(now.Sub(md.Timestamp)))
+		cg.lag.Store(int64(now.Sub(md.Timestamp)))
 		if md.NumDelivered > 1 {
 			q.m.redelivered.Inc()
 		}
@@ -688,6 +717,7 @@ func (q *Queue) take(d *delivery, m jetstream.Msg) {
 	if err != nil {
 		q.log.Error("decode queue message", "err", err, "cluster", cluster, "origin", origin)
 	}
+	cg.queued.Add(-int64(len(frames)))
 	n := len(d.recs)
 	q.dedupMu.Lock()
 	for _, f := range frames {

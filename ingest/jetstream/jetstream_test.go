@@ -69,7 +69,21 @@ func TestQueue_PublishRead(t *testing.T) {
 	if err := q.Publish(t.Context(), in); err != nil {
 		t.Fatal(err)
 	}
+	queued := func(cluster string) int64 { return q.m.cluster(cluster).queued.Load() }
+	if queued("a") != 200 || queued("b") != 100 {
+		t.Errorf("queued events a=%d b=%d, want 200 and 100", queued("a"), queued("b"))
+	}
 	got := readN(t, q, len(in), nil)
+	if queued("a") != 0 || queued("b") != 0 {
+		t.Errorf("queued events after reading all: a=%d b=%d", queued("a"), queued("b"))
+	}
+	var prom bytes.Buffer
+	q.opts.Metrics.WritePrometheus(&prom)
+	for _, want := range []string{`vigil_queue_queued_events{cluster="a"} 0`, `vigil_queue_lag_seconds{cluster="b"} `} {
+		if !strings.Contains(prom.String(), want) {
+			t.Errorf("metrics lack %s", want)
+		}
+	}
 	if len(got) != len(in) {
 		t.Fatalf("got %d records, want %d", len(got), len(in))
 	}
