@@ -364,8 +364,9 @@ func (q *Queue) setup(ctx context.Context) error {
 	return nil
 }
 
-// initPending estimates the unprocessed bytes left by an earlier run from
-// the consumer's pending count and the stream's average message size.
+// initPending estimates the unprocessed event bytes left by an earlier run
+// from the consumer's pending count, the stream's average message size and
+// the compression of its last message.
 func (q *Queue) initPending(ctx context.Context) error {
 	ci, err := q.cons.Info(ctx)
 	if err != nil {
@@ -375,10 +376,18 @@ func (q *Queue) initPending(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("read stream %s: %w", EventStream, err)
 	}
-	if si.State.Msgs > 0 {
-		pending := ci.NumPending + uint64(ci.NumAckPending)
-		q.stored.Store(int64(pending * (si.State.Bytes / si.State.Msgs)))
+	if si.State.Msgs == 0 {
+		return nil
 	}
+	pending := ci.NumPending + uint64(ci.NumAckPending)
+	est := float64(pending) * float64(si.State.Bytes) / float64(si.State.Msgs)
+	if last, err := q.events.GetMsg(ctx, si.State.LastSeq); err == nil && len(last.Data) > 0 {
+		if data, buf, err := q.body(last.Data, last.Header); err == nil {
+			est *= float64(len(data)) / float64(len(last.Data))
+			q.putBuf(buf)
+		}
+	}
+	q.stored.Store(int64(est))
 	return nil
 }
 

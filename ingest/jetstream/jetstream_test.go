@@ -305,3 +305,24 @@ func TestQueue_Body(t *testing.T) {
 		}
 	}
 }
+
+// TestQueue_PendingAfterRestart checks that the unprocessed event data
+// left by an earlier run is estimated in event bytes, though the store
+// keeps it compressed.
+func TestQueue_PendingAfterRestart(t *testing.T) {
+	dir := t.TempDir()
+	q := open(t, dir, nil)
+	in := entries("a", 0, 2000, 1000)
+	if err := q.Publish(t.Context(), in); err != nil {
+		t.Fatal(err)
+	}
+	want := q.Pending()
+	if err := q.Close(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	q = open(t, dir, nil)
+	defer q.Close(context.Background())
+	if got := q.Pending(); got < want*8/10 || got > want*12/10 {
+		t.Errorf("pending after restart %d bytes, want about %d", got, want)
+	}
+}
