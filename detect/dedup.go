@@ -11,7 +11,7 @@ type dedupSet struct {
 // newDedupSet makes an empty set; maps grow as keys come, so a short-lived
 // engine (fixtures) pays for what it uses.
 func newDedupSet(size int) *dedupSet {
-	return &dedupSet{size: size, cur: map[uint64]struct{}{}}
+	return &dedupSet{size: size, cur: map[uint64]struct{}{}, prev: map[uint64]struct{}{}}
 }
 
 // seen reports whether k was added before, and adds it.
@@ -23,7 +23,10 @@ func (d *dedupSet) seen(k uint64) bool {
 		return true
 	}
 	if len(d.cur) >= d.size {
-		d.prev, d.cur = d.cur, make(map[uint64]struct{}, len(d.cur))
+		// The retired map is reused: its memory is already sized for a
+		// generation, and fresh memory costs page faults.
+		d.prev, d.cur = d.cur, d.prev
+		clear(d.cur)
 	}
 	d.cur[k] = struct{}{}
 	return false
