@@ -174,7 +174,7 @@ type Queue struct {
 type queueMetrics struct {
 	set                                    *metrics.Set
 	published, publishedMsgs, full, stalls *metrics.Counter
-	read, redelivered, dead                *metrics.Counter
+	read, redelivered, dead, corrupt       *metrics.Counter
 	dedupKeys                              *metrics.Gauge
 	clusters                               sync.Map // cluster name -> *clusterGauges
 }
@@ -259,6 +259,7 @@ func (q *Queue) setup(ctx context.Context) error {
 		read:          s.NewCounter("vigil_queue_read_records_total"),
 		redelivered:   s.NewCounter("vigil_queue_redelivered_messages_total"),
 		dead:          s.NewCounter("vigil_queue_deadletter_items_total"),
+		corrupt:       s.NewCounter("vigil_queue_corrupt_messages_total"),
 	}
 	s.NewGauge("vigil_queue_pending_bytes", func() float64 { return float64(q.stored.Load() + q.reserved.Load()) })
 	q.m.dedupKeys = s.NewGauge("vigil_queue_dedup_keys", nil)
@@ -715,6 +716,7 @@ func (q *Queue) take(d *delivery, m jetstream.Msg) {
 	// happened.
 	data, buf, err := q.body(m.Data(), h)
 	if err != nil {
+		q.m.corrupt.Inc()
 		q.log.Error("read queue message", "err", err, "cluster", cluster, "origin", origin)
 		return
 	}
@@ -724,6 +726,7 @@ func (q *Queue) take(d *delivery, m jetstream.Msg) {
 	d.size += int64(len(data))
 	frames, err := decodeFrames(data, nil)
 	if err != nil {
+		q.m.corrupt.Inc()
 		q.log.Error("decode queue message", "err", err, "cluster", cluster, "origin", origin)
 	}
 	cg.queued.Add(-int64(len(frames)))

@@ -326,3 +326,28 @@ func TestQueue_PendingAfterRestart(t *testing.T) {
 		t.Errorf("pending after restart %d bytes, want about %d", got, want)
 	}
 }
+
+// TestQueue_CorruptMessage checks that a stored message that cannot be
+// read back is counted and logged, and the messages around it still arrive.
+func TestQueue_CorruptMessage(t *testing.T) {
+	q := open(t, t.TempDir(), nil)
+	defer q.Close(context.Background())
+	if err := q.Publish(t.Context(), entries("a", 0, 10, 100)); err != nil {
+		t.Fatal(err)
+	}
+	bad := nats.NewMsg(EventSubject)
+	bad.Header.Set(HeaderEncoding, encodingS2)
+	bad.Data = []byte{0xff, 0xff, 0xff, 0xff, 0x0f, 1, 2, 3}
+	if _, err := q.js.PublishMsg(t.Context(), bad); err != nil {
+		t.Fatal(err)
+	}
+	if err := q.Publish(t.Context(), entries("a", 10, 10, 100)); err != nil {
+		t.Fatal(err)
+	}
+	if got := readN(t, q, 20, nil); len(got) != 20 {
+		t.Fatalf("got %d records, want 20", len(got))
+	}
+	if n := q.m.corrupt.Get(); n != 1 {
+		t.Errorf("corrupt messages counted %d, want 1", n)
+	}
+}

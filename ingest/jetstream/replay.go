@@ -78,10 +78,12 @@ func (q *Queue) Replay(ctx context.Context, span time.Duration, fn func(ingest.B
 			cluster := h.Get(HeaderCluster)
 			data, buf, err := q.body(m.Data(), h)
 			if err != nil {
+				q.m.corrupt.Inc()
 				q.log.Error("read queue message", "err", err, "seq", md.Sequence.Stream)
 			}
 			frames, err = decodeFrames(data, frames[:0])
 			if err != nil {
+				q.m.corrupt.Inc()
 				q.log.Error("decode queue message", "err", err, "seq", md.Sequence.Stream)
 			}
 			now := q.opts.Now()
