@@ -575,6 +575,12 @@ func (q *Queue) body(data []byte, h nats.Header) ([]byte, *[]byte, error) {
 		if err != nil {
 			return nil, nil, fmt.Errorf("decompress queue message: %w", err)
 		}
+		// Publish never writes more than the payload limit (this run's or
+		// the default, which an earlier run may have had): a larger size is
+		// corruption, and must not become an allocation.
+		if limit := max(q.opts.MaxPayload, DefaultMaxPayload); n > limit {
+			return nil, nil, fmt.Errorf("decompress queue message: size %d is over the payload limit of %d", n, limit)
+		}
 		buf := q.getBuf(n)
 		out, err := s2.Decode((*buf)[:n], data)
 		if err != nil {

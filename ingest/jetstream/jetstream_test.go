@@ -290,7 +290,7 @@ func TestQueue_Split(t *testing.T) {
 // TestQueue_Body checks that a message body that cannot be read is an
 // error, not a panic or silent loss.
 func TestQueue_Body(t *testing.T) {
-	q := &Queue{}
+	q := &Queue{opts: Options{MaxPayload: DefaultMaxPayload}}
 	for _, c := range []struct {
 		name string
 		h    nats.Header
@@ -299,6 +299,7 @@ func TestQueue_Body(t *testing.T) {
 		{"corrupt s2", nats.Header{HeaderEncoding: {encodingS2}}, []byte{0xff, 0xff, 0xff, 0xff, 0xff, 0x01, 0x02}},
 		{"truncated s2", nats.Header{HeaderEncoding: {encodingS2}}, s2.Encode(nil, bytes.Repeat([]byte("audit "), 1000))[:20]},
 		{"unknown encoding", nats.Header{HeaderEncoding: {"zstd"}}, []byte("x")},
+		{"size over the payload limit", nats.Header{HeaderEncoding: {encodingS2}}, s2.Encode(nil, make([]byte, DefaultMaxPayload+1))},
 	} {
 		if _, _, err := q.body(c.data, c.h); err == nil {
 			t.Errorf("%s: no error", c.name)
