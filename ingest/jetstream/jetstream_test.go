@@ -352,3 +352,27 @@ func TestQueue_CorruptMessage(t *testing.T) {
 		t.Errorf("corrupt messages counted %d, want 1", n)
 	}
 }
+
+// FuzzQueueBody feeds arbitrary stored bodies, plain or marked compressed,
+// to what Read does with them: an error is fine, a panic or a hang is not.
+func FuzzQueueBody(f *testing.F) {
+	q := &Queue{opts: Options{MaxPayload: DefaultMaxPayload}}
+	msgs, _ := q.split(entries("a", 0, 20, 200))
+	f.Add(msgs[0].Data, true)
+	f.Add(appendFrame(nil, ingest.Entry{Key: "k", Record: ingest.Record{Data: []byte(`{"auditID":"x"}`)}}), false)
+	f.Add([]byte{0xff, 0xff, 0xff, 0xff, 0x0f, 1}, true)
+	f.Fuzz(func(t *testing.T, data []byte, compressed bool) {
+		h := nats.Header{}
+		if compressed {
+			h.Set(HeaderEncoding, encodingS2)
+		}
+		body, buf, err := q.body(data, h)
+		if err != nil {
+			return
+		}
+		if _, err := decodeFrames(body, nil); err != nil {
+			return
+		}
+		q.putBuf(buf)
+	})
+}
