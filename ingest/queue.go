@@ -71,9 +71,9 @@ type DeadLetterer interface {
 // Dedup remembers the keys it has seen, at most MaxKeys of them, so memory
 // stays bounded under any load. Keys live in two generations: new keys go
 // into the current one, which becomes the previous one (dropping the one
-// before) once it is half the window old or holds half the key bound. A key
-// is therefore remembered at least until half the window has passed or half
-// the key bound of new keys has come after it, whichever is first.
+// before) once it is a window old or holds half the key bound. A key is
+// therefore remembered at least until the window has passed or half the key
+// bound of new keys has come after it, whichever is first.
 //
 // It keeps 128-bit digests, not the keys, and never deletes one by one: its
 // maps hold no pointers for the garbage collector to scan and stay fast under
@@ -95,7 +95,7 @@ type Digest [2]uint64
 
 // Default de-duplication bounds: the apiserver gives up on a batch after
 // five attempts over about five minutes, and a queue redelivers within
-// seconds. Keys are remembered for at least half of each.
+// seconds.
 const (
 	DefaultDedupWindow  = 10 * time.Minute
 	DefaultDedupMaxKeys = 1_000_000
@@ -135,7 +135,7 @@ func (d *Dedup) Seen(key Digest, now time.Time) bool {
 	if _, ok := d.prev[key]; ok {
 		return true
 	}
-	if len(d.cur) > 0 && (len(d.cur) >= d.maxKeys/2 || t-d.curStart >= int64(d.window/2)) {
+	if len(d.cur) > 0 && (len(d.cur) >= d.maxKeys/2 || t-d.curStart >= int64(d.window)) {
 		// The retired map is reused: its memory is already sized for a
 		// generation.
 		d.prev, d.cur = d.cur, d.prev

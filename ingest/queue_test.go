@@ -25,26 +25,27 @@ func TestDedup_Bounds(t *testing.T) {
 		{"a", 8 * time.Second, true},
 		{"f", 40 * time.Second, false}, // full again
 		{"a", 41 * time.Second, true},
-		{"g", 80 * time.Second, false}, // half the window since f: a is dropped
-		{"a", 81 * time.Second, false},
+		{"a", 99 * time.Second, true},   // f's generation is not yet a window old
+		{"h", 101 * time.Second, false}, // it is: a new generation, and a is dropped
+		{"a", 102 * time.Second, false},
 	} {
 		if got := d.Seen(key(c.key), t0.Add(c.at)); got != c.want {
 			t.Errorf("step %d: Seen(%q) = %v, want %v", i, c.key, got, c.want)
 		}
 	}
 	d.Forget(key("a"))
-	if d.Seen(key("a"), t0.Add(82*time.Second)) {
+	if d.Seen(key("a"), t0.Add(103*time.Second)) {
 		t.Error("forgotten key was a duplicate")
 	}
 	// The bound holds under many keys, and the newest half is remembered.
 	for i := range 10000 {
-		d.Seen(d.Digest(fmt.Append(nil, i)), t0.Add(90*time.Second))
+		d.Seen(d.Digest(fmt.Append(nil, i)), t0.Add(110*time.Second))
 		if d.Len() > 4 {
 			t.Fatalf("Len %d over the bound after %d keys", d.Len(), i)
 		}
 	}
-	if !d.Seen(d.Digest(fmt.Append(nil, 9999)), t0.Add(90*time.Second)) ||
-		!d.Seen(d.Digest(fmt.Append(nil, 9998)), t0.Add(90*time.Second)) {
+	if !d.Seen(d.Digest(fmt.Append(nil, 9999)), t0.Add(110*time.Second)) ||
+		!d.Seen(d.Digest(fmt.Append(nil, 9998)), t0.Add(110*time.Second)) {
 		t.Error("the newest keys were forgotten")
 	}
 }
