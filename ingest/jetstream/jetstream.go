@@ -131,6 +131,7 @@ type Queue struct {
 	opts Options
 	log  *slog.Logger
 	ns   *server.Server
+	lock *os.File // held while the store is open (lockDir)
 	nc   *nats.Conn
 	js   jetstream.JetStream
 	// pubNC and pubJS carry Publish and DeadLetter only. A connection is
@@ -219,6 +220,10 @@ func Open(ctx context.Context, opts Options) (*Queue, error) {
 	if err := os.MkdirAll(opts.Dir, 0o700); err != nil {
 		return nil, fmt.Errorf("create queue directory: %w", err)
 	}
+	lock, err := lockDir(opts.Dir)
+	if err != nil {
+		return nil, err
+	}
 	sopts := &server.Options{
 		ServerName:         "vigil",
 		DontListen:         true,
@@ -232,14 +237,16 @@ func Open(ctx context.Context, opts Options) (*Queue, error) {
 	}
 	ns, err := server.NewServer(sopts)
 	if err != nil {
+		lock.Close()
 		return nil, fmt.Errorf("create embedded queue server: %w", err)
 	}
 	ns.Start()
 	if !ns.ReadyForConnections(30 * time.Second) {
 		ns.Shutdown()
+		lock.Close()
 		return nil, fmt.Errorf("start embedded queue server in %s: not ready after 30s", opts.Dir)
 	}
-	q := &Queue{opts: opts, log: opts.Logger, ns: ns, done: make(chan struct{}),
+	q := &Queue{opts: opts, log: opts.Logger, ns: ns, lock: lock, done: make(chan struct{}),
 		msgs:  make(chan jetstream.Msg, 64),
 		dedup: ingest.NewDedup(opts.DedupWindow, opts.DedupMaxKeys)}
 	if err := q.setup(ctx); err != nil {
@@ -882,6 +889,7 @@ func (q *Queue) shutdown() {
 	}
 	q.ns.Shutdown()
 	q.ns.WaitForShutdown()
+	q.lock.Close() // releases the lock
 }
 
 // metricLabel makes s safe inside a quoted metric label value.

@@ -376,3 +376,20 @@ func FuzzQueueBody(f *testing.F) {
 		q.putBuf(buf)
 	})
 }
+
+// TestQueue_OneProcessPerStore checks that a second queue on the same
+// store is refused with a message naming the holder, and allowed once the
+// first is closed.
+func TestQueue_OneProcessPerStore(t *testing.T) {
+	dir := t.TempDir()
+	q := open(t, dir, nil)
+	_, err := Open(t.Context(), Options{Dir: dir})
+	if err == nil || !strings.Contains(err.Error(), "in use by another vigil (pid ") {
+		t.Fatalf("second Open on one store: %v, want refused as in use", err)
+	}
+	if err := q.Close(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	q = open(t, dir, nil)
+	q.Close(t.Context())
+}
