@@ -36,6 +36,9 @@ const (
 	// (S2 block format); without it the body is the frames as they are.
 	HeaderEncoding = "Vigil-Encoding"
 	encodingS2     = "s2"
+	// headerTruncated is the size of a dead-lettered item stored cut to
+	// the payload limit.
+	headerTruncated = "Vigil-Truncated"
 )
 
 // Defaults for Options.
@@ -217,34 +220,9 @@ func Open(ctx context.Context, opts Options) (*Queue, error) {
 	if err := opts.setDefaults(); err != nil {
 		return nil, err
 	}
-	if err := os.MkdirAll(opts.Dir, 0o700); err != nil {
-		return nil, fmt.Errorf("create queue directory: %w", err)
-	}
-	lock, err := lockDir(opts.Dir)
+	ns, lock, err := startServer(opts.Dir, opts.SyncAlways, opts.MaxPayload)
 	if err != nil {
 		return nil, err
-	}
-	sopts := &server.Options{
-		ServerName:         "vigil",
-		DontListen:         true,
-		JetStream:          true,
-		StoreDir:           opts.Dir,
-		SyncAlways:         opts.SyncAlways,
-		MaxPayload:         int32(opts.MaxPayload),
-		JetStreamMaxMemory: 64 << 20,
-		NoSigs:             true,
-		NoLog:              true,
-	}
-	ns, err := server.NewServer(sopts)
-	if err != nil {
-		lock.Close()
-		return nil, fmt.Errorf("create embedded queue server: %w", err)
-	}
-	ns.Start()
-	if !ns.ReadyForConnections(30 * time.Second) {
-		ns.Shutdown()
-		lock.Close()
-		return nil, fmt.Errorf("start embedded queue server in %s: not ready after 30s", opts.Dir)
 	}
 	q := &Queue{opts: opts, log: opts.Logger, ns: ns, lock: lock, done: make(chan struct{}),
 		msgs:  make(chan jetstream.Msg, 64),
@@ -254,6 +232,40 @@ func Open(ctx context.Context, opts Options) (*Queue, error) {
 		return nil, err
 	}
 	return q, nil
+}
+
+// startServer takes the store directory's lock and starts the embedded
+// server on it.
+func startServer(dir string, syncAlways bool, maxPayload int) (*server.Server, *os.File, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, nil, fmt.Errorf("create queue directory: %w", err)
+	}
+	lock, err := lockDir(dir)
+	if err != nil {
+		return nil, nil, err
+	}
+	ns, err := server.NewServer(&server.Options{
+		ServerName:         "vigil",
+		DontListen:         true,
+		JetStream:          true,
+		StoreDir:           dir,
+		SyncAlways:         syncAlways,
+		MaxPayload:         int32(maxPayload),
+		JetStreamMaxMemory: 64 << 20,
+		NoSigs:             true,
+		NoLog:              true,
+	})
+	if err != nil {
+		lock.Close()
+		return nil, nil, fmt.Errorf("create embedded queue server: %w", err)
+	}
+	ns.Start()
+	if !ns.ReadyForConnections(30 * time.Second) {
+		ns.Shutdown()
+		lock.Close()
+		return nil, nil, fmt.Errorf("start embedded queue server in %s: not ready after 30s", dir)
+	}
+	return ns, lock, nil
 }
 
 func (q *Queue) setup(ctx context.Context) error {
@@ -818,7 +830,7 @@ func (q *Queue) DeadLetter(ctx context.Context, items []ingest.DeadLetter) error
 		m.Data = it.Data
 		if len(m.Data) > limit {
 			m.Data = m.Data[:limit]
-			m.Header.Set("Vigil-Truncated", strconv.Itoa(len(it.Data)))
+			m.Header.Set(headerTruncated, strconv.Itoa(len(it.Data)))
 		}
 		if _, err := q.pubJS.PublishMsg(ctx, m); err != nil {
 			return fmt.Errorf("store dead letter: %w", classify(err))

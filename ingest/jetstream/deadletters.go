@@ -1,0 +1,85 @@
+package jetstream
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// StoredDeadLetter is an item of the dead-letter stream, as DeadLetter
+// stored it.
+type StoredDeadLetter struct {
+	Seq     uint64
+	Time    time.Time
+	Cluster string
+	Reason  string
+	// Size is the item's size when it was received; Data holds only the
+	// first part of an item larger than the payload limit.
+	Size int
+	Data []byte
+}
+
+// ReadDeadLetters opens the store in dir, taking its lock (so no vigil may
+// be running on it), and calls fn with each dead-lettered item, oldest
+// first, up to limit items (0: all). It changes nothing in the store.
+func ReadDeadLetters(ctx context.Context, dir string, limit int, fn func(StoredDeadLetter) error) error {
+	ns, lock, err := startServer(dir, false, DefaultMaxPayload)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		ns.Shutdown()
+		ns.WaitForShutdown()
+		lock.Close()
+	}()
+	nc, err := nats.Connect("", nats.InProcessServer(ns), nats.Name("vigil-deadletters"))
+	if err != nil {
+		return fmt.Errorf("connect to embedded queue server: %w", err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return fmt.Errorf("open jetstream: %w", err)
+	}
+	st, err := js.Stream(ctx, DeadLetterStream)
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("open stream %s: %w", DeadLetterStream, err)
+	}
+	info, err := st.Info(ctx)
+	if err != nil {
+		return fmt.Errorf("read stream %s: %w", DeadLetterStream, err)
+	}
+	n := 0
+	for seq := info.State.FirstSeq; info.State.Msgs > 0 && seq <= info.State.LastSeq; seq++ {
+		if limit > 0 && n == limit {
+			return nil
+		}
+		m, err := st.GetMsg(ctx, seq)
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			continue // removed by age or size
+		}
+		if err != nil {
+			return fmt.Errorf("read message %d of %s: %w", seq, DeadLetterStream, err)
+		}
+		it := StoredDeadLetter{Seq: seq, Time: m.Time, Cluster: m.Header.Get(HeaderCluster),
+			Reason: m.Header.Get(HeaderReason), Size: len(m.Data), Data: m.Data}
+		if t := m.Header.Get(headerTruncated); t != "" {
+			if size, err := strconv.Atoi(t); err == nil {
+				it.Size = size
+			}
+		}
+		if err := fn(it); err != nil {
+			return err
+		}
+		n++
+	}
+	return nil
+}
