@@ -181,13 +181,35 @@ type queueMetrics struct {
 	read, redelivered, dead, corrupt       *metrics.Counter
 	dedupKeys                              *metrics.Gauge
 	clusters                               sync.Map // cluster name -> *clusterGauges
+	now                                    func() time.Time
 }
 
-// clusterGauges are a cluster's queue gauges: its events stored and not yet
-// read (counted from this start of the process), and how long the last
-// message read had waited.
+// clusterGauges hold a cluster's queue gauges: its events stored and not
+// yet taken by Read (counted from this start of the process, never below
+// zero), and the write time of the newest message taken (unix nanoseconds).
 type clusterGauges struct {
-	queued, lag atomic.Int64 // events, nanoseconds
+	queued, taken atomic.Int64
+}
+
+// take records that Read took n events of a message written at written.
+func (g *clusterGauges) take(n int64, written time.Time) {
+	g.taken.Store(written.UnixNano())
+	for {
+		v := g.queued.Load()
+		if g.queued.CompareAndSwap(v, max(v-n, 0)) {
+			return
+		}
+	}
+}
+
+// lag is how far behind Read is: the time since the newest message it took
+// was written, or zero when nothing is waiting. It grows while Read is
+// stuck.
+func (g *clusterGauges) lag(now time.Time) time.Duration {
+	if g.queued.Load() == 0 {
+		return 0
+	}
+	return now.Sub(time.Unix(0, g.taken.Load()))
 }
 
 func (m *queueMetrics) dedupHits(cluster string) *metrics.Counter {
@@ -198,12 +220,14 @@ func (m *queueMetrics) cluster(name string) *clusterGauges {
 	if g, ok := m.clusters.Load(name); ok {
 		return g.(*clusterGauges)
 	}
-	g, loaded := m.clusters.LoadOrStore(name, &clusterGauges{})
+	fresh := &clusterGauges{}
+	fresh.taken.Store(m.now().UnixNano()) // nothing taken yet: lag counts from now
+	g, loaded := m.clusters.LoadOrStore(name, fresh)
 	cg := g.(*clusterGauges)
 	if !loaded {
 		l := `{cluster="` + metricLabel(name) + `"}`
-		m.set.GetOrCreateGauge("vigil_queue_queued_events"+l, func() float64 { return float64(max(cg.queued.Load(), 0)) })
-		m.set.GetOrCreateGauge("vigil_queue_lag_seconds"+l, func() float64 { return time.Duration(cg.lag.Load()).Seconds() })
+		m.set.GetOrCreateGauge("vigil_queue_queued_events"+l, func() float64 { return float64(cg.queued.Load()) })
+		m.set.GetOrCreateGauge("vigil_queue_lag_seconds"+l, func() float64 { return cg.lag(m.now()).Seconds() })
 	}
 	return cg
 }
@@ -270,7 +294,7 @@ func startServer(dir string, syncAlways bool, maxPayload int) (*server.Server, *
 
 func (q *Queue) setup(ctx context.Context) error {
 	s := q.opts.Metrics
-	q.m = queueMetrics{set: s,
+	q.m = queueMetrics{set: s, now: q.opts.Now,
 		published:     s.NewCounter("vigil_queue_published_records_total"),
 		publishedMsgs: s.NewCounter("vigil_queue_published_messages_total"),
 		full:          s.NewCounter("vigil_queue_full_refusals_total"),
@@ -728,9 +752,10 @@ func (q *Queue) take(d *delivery, m jetstream.Msg) {
 	cluster := h.Get(HeaderCluster)
 	now := q.opts.Now()
 	cg := q.m.cluster(cluster)
+	written := now
 	var origin string
 	if md, err := m.Metadata(); err == nil {
-		cg.lag.Store(int64(now.Sub(md.Timestamp)))
+		written = md.Timestamp
 		if md.NumDelivered > 1 {
 			q.m.redelivered.Inc()
 		}
@@ -754,7 +779,7 @@ func (q *Queue) take(d *delivery, m jetstream.Msg) {
 		q.m.corrupt.Inc()
 		q.log.Error("decode queue message", "err", err, "cluster", cluster, "origin", origin)
 	}
-	cg.queued.Add(-int64(len(frames)))
+	cg.take(int64(len(frames)), written)
 	n := len(d.recs)
 	q.dedupMu.Lock()
 	for _, f := range frames {
