@@ -473,11 +473,15 @@ func (q *Queue) Publish(ctx context.Context, entries []ingest.Entry) error {
 	}
 	defer q.reserved.Add(-size)
 
-	msgs, raw := q.split(entries)
+	msgs, info := q.split(entries)
 	futures := make([]jetstream.PubAckFuture, 0, len(msgs))
-	for _, m := range msgs {
+	for i, m := range msgs {
+		// Counted before the message can reach Read, which uncounts it.
+		g := q.m.cluster(m.Header.Get(HeaderCluster))
+		g.queued.Add(int64(info[i].events))
 		f, err := q.publishAsync(ctx, m)
 		if err != nil {
+			g.queued.Add(-int64(info[i].events))
 			return err
 		}
 		futures = append(futures, f)
@@ -486,8 +490,9 @@ func (q *Queue) Publish(ctx context.Context, entries []ingest.Entry) error {
 	for i, f := range futures {
 		select {
 		case <-f.Ok():
-			q.stored.Add(int64(raw[i]))
+			q.stored.Add(int64(info[i].raw))
 		case err := <-f.Err():
+			q.m.cluster(msgs[i].Header.Get(HeaderCluster)).queued.Add(-int64(info[i].events))
 			errs = append(errs, classify(err))
 		case <-ctx.Done():
 			// The client may still resend these messages: their
@@ -501,14 +506,6 @@ func (q *Queue) Publish(ctx context.Context, entries []ingest.Entry) error {
 	}
 	q.m.published.Add(len(entries))
 	q.m.publishedMsgs.Add(len(msgs))
-	for i := 0; i < len(entries); {
-		j := i + 1
-		for j < len(entries) && entries[j].Cluster == entries[i].Cluster {
-			j++
-		}
-		q.m.cluster(entries[i].Cluster).queued.Add(int64(j - i))
-		i = j
-	}
 	return nil
 }
 
@@ -554,8 +551,8 @@ func classify(err error) error {
 
 // split frames entries into messages no larger than the payload limit,
 // starting a new message whenever the cluster changes, and compresses each.
-// It returns the messages and the size of each one's frames before
-// compression.
+// It returns the messages and, for each, its events and the size of its
+// frames before compression.
 //
 // Messages take about rawTarget of frames: audit JSON compresses about 8×
 // with S2, so a message stays under the 64 KiB that the server and the
@@ -563,12 +560,12 @@ func classify(err error) error {
 // growing buffer on both sides, copied again each time). Compression also
 // cuts what the store writes, caches and keeps on disk. A single entry
 // larger than that still goes alone, up to the payload limit.
-func (q *Queue) split(entries []ingest.Entry) ([]*nats.Msg, []int) {
+func (q *Queue) split(entries []ingest.Entry) ([]*nats.Msg, []msgInfo) {
 	limit := min(q.opts.MaxPayload-frameSlack, rawTarget)
 	scratch := q.getBuf(0)
 	defer q.putBuf(scratch)
 	var msgs []*nats.Msg
-	var raw []int
+	var info []msgInfo
 	for i := 0; i < len(entries); {
 		cluster := entries[i].Cluster
 		b := (*scratch)[:0]
@@ -586,11 +583,14 @@ func (q *Queue) split(entries []ingest.Entry) ([]*nats.Msg, []int) {
 		}
 		m.Data = q.compress(m, b)
 		msgs = append(msgs, m)
-		raw = append(raw, len(b))
+		info = append(info, msgInfo{raw: len(b), events: j - i})
 		i = j
 	}
-	return msgs, raw
+	return msgs, info
 }
+
+// msgInfo describes a message split made.
+type msgInfo struct{ raw, events int }
 
 // compress returns the body of a message of frames b, in a pool buffer:
 // b compressed, with the header that says so, unless that saves nothing.

@@ -245,15 +245,15 @@ func TestQueue_Split(t *testing.T) {
 	add("a", 10, 1000, padded(1000))
 	add("b", 10, 1000, padded(1000))
 	add("c", 3, 0, random)
-	msgs, raw := q.split(entries)
+	msgs, info := q.split(entries)
 	var got []frame
 	for i, m := range msgs {
 		data, _, err := q.body(m.Data, m.Header)
 		if err != nil {
 			t.Fatalf("message %d: %v", i, err)
 		}
-		if len(data) != raw[i] {
-			t.Errorf("message %d: %d bytes of frames, split said %d", i, len(data), raw[i])
+		if len(data) != info[i].raw {
+			t.Errorf("message %d: %d bytes of frames, split said %d", i, len(data), info[i].raw)
 		}
 		compressed := m.Header.Get(HeaderEncoding) == encodingS2
 		if cluster := m.Header.Get(HeaderCluster); compressed != (cluster != "c") {
@@ -262,6 +262,9 @@ func TestQueue_Split(t *testing.T) {
 		frames, err := decodeFrames(data, nil)
 		if err != nil {
 			t.Fatalf("message %d: %v", i, err)
+		}
+		if len(frames) != info[i].events {
+			t.Errorf("message %d holds %d entries, split said %d", i, len(frames), info[i].events)
 		}
 		if len(data) > rawTarget && len(frames) != 1 {
 			t.Errorf("message %d holds %d bytes in %d entries, want at most %d or one entry", i, len(data), len(frames), rawTarget)
