@@ -261,6 +261,12 @@ func (r *Receiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	}
 	buf := r.getBuf()
 	defer r.bufs.Put(buf)
+	if req.ContentLength > 0 {
+		// One allocation of the right size, not a doubling series; the
+		// length was checked against the limit above. ReadFrom wants
+		// room for a read beyond the end to see EOF.
+		buf.Grow(int(req.ContentLength) + bytes.MinRead)
+	}
 	if _, err := buf.ReadFrom(http.MaxBytesReader(w, req.Body, r.opts.MaxBodyBytes)); err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
