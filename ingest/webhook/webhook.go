@@ -262,10 +262,11 @@ func (r *Receiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	buf := r.getBuf()
 	defer r.bufs.Put(buf)
 	if req.ContentLength > 0 {
-		// One allocation of the right size, not a doubling series; the
-		// length was checked against the limit above. ReadFrom wants
-		// room for a read beyond the end to see EOF.
-		buf.Grow(int(req.ContentLength) + bytes.MinRead)
+		// One allocation of the right size, not a doubling series, up to
+		// a few MiB: a declared length is not yet data, and a client
+		// must not make vigil allocate the whole limit for nothing.
+		// ReadFrom wants room for a read beyond the end to see EOF.
+		buf.Grow(int(min(req.ContentLength, maxPresize)) + bytes.MinRead)
 	}
 	if _, err := buf.ReadFrom(http.MaxBytesReader(w, req.Body, r.opts.MaxBodyBytes)); err != nil {
 		var mbe *http.MaxBytesError
@@ -285,6 +286,10 @@ func (r *Receiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	}
 	r.accept(req.Context(), w, cluster, items)
 }
+
+// maxPresize bounds how much of a declared Content-Length is allocated
+// before the body arrives; a default apiserver batch is well under it.
+const maxPresize = 4 << 20
 
 func (r *Receiver) getBuf() *bytes.Buffer {
 	if b, ok := r.bufs.Get().(*bytes.Buffer); ok {
