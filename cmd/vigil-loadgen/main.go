@@ -264,8 +264,7 @@ func run(ctx context.Context, o options, out io.Writer) error {
 	ctx, cancel := context.WithTimeout(ctx, o.warmup+o.duration)
 	defer cancel()
 	// POSTs sent before measuring starts (the warm-up) are not counted.
-	var measureFrom atomic.Int64
-	measureFrom.Store(time.Now().Add(o.warmup).UnixNano())
+	measureFrom := time.Now().Add(o.warmup)
 
 	var (
 		mu        sync.Mutex
@@ -305,7 +304,7 @@ func run(ctx context.Context, o options, out io.Writer) error {
 				io.Copy(io.Discard, resp.Body)
 				resp.Body.Close()
 				d := time.Since(t0)
-				if t0.UnixNano() < measureFrom.Load() {
+				if t0.Before(measureFrom) {
 					continue
 				}
 				mu.Lock()
@@ -324,41 +323,33 @@ func run(ctx context.Context, o options, out io.Writer) error {
 	measured := make(chan error, 1)
 	go func() {
 		select {
-		case <-time.After(time.Until(time.Unix(0, measureFrom.Load()))):
+		case <-time.After(time.Until(measureFrom)):
 		case <-ctx.Done():
 		}
 		var err error
 		processed0, err = processed(o.metrics)
 		measured <- err
 	}()
-	if o.rate == 0 {
-	fill:
-		for {
-			select {
-			case tokens <- struct{}{}:
-			case <-ctx.Done():
-				break fill
-			}
+	// Pace POSTs evenly (rate 0: no pacing); a POST that finds every
+	// connection busy waits, which shows as a lower achieved rate.
+	var interval time.Duration
+	if o.rate > 0 {
+		interval = time.Duration(float64(time.Second) * float64(o.batch) / float64(o.rate))
+	}
+	next := time.Now()
+paced:
+	for {
+		select {
+		case tokens <- struct{}{}:
+		case <-ctx.Done():
+			break paced
 		}
-	} else {
-		// Pace POSTs evenly; a POST that finds every connection busy waits,
-		// which shows as a lower achieved rate.
-		interval := time.Duration(float64(time.Second) * float64(o.batch) / float64(o.rate))
-		next := time.Now()
-	paced:
-		for {
+		next = next.Add(interval)
+		if d := time.Until(next); d > 0 {
 			select {
-			case tokens <- struct{}{}:
+			case <-time.After(d):
 			case <-ctx.Done():
 				break paced
-			}
-			next = next.Add(interval)
-			if d := time.Until(next); d > 0 {
-				select {
-				case <-time.After(d):
-				case <-ctx.Done():
-					break paced
-				}
 			}
 		}
 	}
@@ -367,7 +358,7 @@ func run(ctx context.Context, o options, out io.Writer) error {
 	if err := <-measured; err != nil {
 		return err
 	}
-	el := time.Since(time.Unix(0, measureFrom.Load()))
+	el := time.Since(measureFrom)
 	if el <= 0 {
 		return errors.New("stopped during the warm-up, nothing measured")
 	}
