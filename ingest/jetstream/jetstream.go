@@ -475,13 +475,14 @@ func (q *Queue) Publish(ctx context.Context, entries []ingest.Entry) error {
 
 	msgs, info := q.split(entries)
 	futures := make([]jetstream.PubAckFuture, 0, len(msgs))
+	gauges := make([]*clusterGauges, len(msgs))
 	for i, m := range msgs {
 		// Counted before the message can reach Read, which uncounts it.
-		g := q.m.cluster(m.Header.Get(HeaderCluster))
-		g.queued.Add(int64(info[i].events))
+		gauges[i] = q.m.cluster(info[i].cluster)
+		gauges[i].queued.Add(int64(info[i].events))
 		f, err := q.publishAsync(ctx, m)
 		if err != nil {
-			g.queued.Add(-int64(info[i].events))
+			gauges[i].queued.Add(-int64(info[i].events))
 			return err
 		}
 		futures = append(futures, f)
@@ -492,7 +493,7 @@ func (q *Queue) Publish(ctx context.Context, entries []ingest.Entry) error {
 		case <-f.Ok():
 			q.stored.Add(int64(info[i].raw))
 		case err := <-f.Err():
-			q.m.cluster(msgs[i].Header.Get(HeaderCluster)).queued.Add(-int64(info[i].events))
+			gauges[i].queued.Add(-int64(info[i].events))
 			errs = append(errs, classify(err))
 		case <-ctx.Done():
 			// The client may still resend these messages: their
@@ -583,14 +584,18 @@ func (q *Queue) split(entries []ingest.Entry) ([]*nats.Msg, []msgInfo) {
 		}
 		m.Data = q.compress(m, b)
 		msgs = append(msgs, m)
-		info = append(info, msgInfo{raw: len(b), events: j - i})
+		info = append(info, msgInfo{raw: len(b), events: j - i, cluster: cluster})
 		i = j
 	}
 	return msgs, info
 }
 
-// msgInfo describes a message split made.
-type msgInfo struct{ raw, events int }
+// msgInfo describes a message split made: the size of its frames before
+// compression, its events and their cluster.
+type msgInfo struct {
+	raw, events int
+	cluster     string
+}
 
 // compress returns the body of a message of frames b, in a pool buffer:
 // b compressed, with the header that says so, unless that saves nothing.
