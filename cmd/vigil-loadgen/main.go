@@ -261,6 +261,9 @@ func run(ctx context.Context, o options, out io.Writer) error {
 	if _, err := processed(o.metrics); err != nil {
 		return err
 	}
+	// The run's end stops new POSTs; those in flight finish (only an
+	// interrupt cancels them), so none is cut off after the server took it.
+	reqCtx := ctx
 	ctx, cancel := context.WithTimeout(ctx, o.warmup+o.duration)
 	defer cancel()
 	// POSTs sent before measuring starts (the warm-up) are not counted.
@@ -288,7 +291,7 @@ func run(ctx context.Context, o options, out io.Writer) error {
 					}
 				}
 				buf = g.body(buf, o.batch)
-				req, _ := http.NewRequestWithContext(ctx, "POST", o.url+"?timeout=30s", bytes.NewReader(buf))
+				req, _ := http.NewRequestWithContext(reqCtx, "POST", o.url+"?timeout=30s", bytes.NewReader(buf))
 				req.Header.Set("Content-Type", "application/json")
 				if o.token != "" {
 					req.Header.Set("Authorization", "Bearer "+o.token)
@@ -296,7 +299,7 @@ func run(ctx context.Context, o options, out io.Writer) error {
 				t0 := time.Now()
 				resp, err := c.Do(req)
 				if err != nil {
-					if ctx.Err() == nil {
+					if reqCtx.Err() == nil {
 						errs.Add(1)
 					}
 					continue
