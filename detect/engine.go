@@ -87,8 +87,8 @@ type Engine struct {
 	seed    maphash.Seed
 
 	// The fields below belong to the goroutine calling Process.
-	events    *dedupSet // nil with SourceDedups
-	fired     *dedupSet
+	events    *ingest.Dedup[uint64] // nil with SourceDedups
+	fired     *ingest.Dedup[uint64]
 	watermark int64
 	seq       uint64
 	results   []result
@@ -128,11 +128,11 @@ func New(o Options) (*Engine, error) {
 	e := &Engine{
 		rules: o.Rules, emit: o.Emit, onReject: o.OnReject, log: o.Logger,
 		lateness: int64(o.Lateness), seed: maphash.MakeSeed(),
-		fired: newDedupSet(o.DedupSize),
+		fired: ingest.NewDedup[uint64](2*o.DedupSize, 0),
 		m:     newEngineMetrics(o.Metrics, o.Rules),
 	}
 	if !o.SourceDedups {
-		e.events = newDedupSet(o.DedupSize)
+		e.events = ingest.NewDedup[uint64](2*o.DedupSize, 0)
 	}
 	if !o.Since.IsZero() {
 		e.since = o.Since.UnixNano()
@@ -221,7 +221,7 @@ func (e *Engine) process(ctx context.Context, recs []ingest.Record) error {
 			continue
 		}
 		e.m.events.Inc()
-		if e.events != nil && e.events.seen(r.evKey) {
+		if e.events != nil && e.events.Seen(r.evKey) {
 			e.m.duplicates.Inc()
 			continue
 		}
@@ -229,13 +229,13 @@ func (e *Engine) process(ctx context.Context, recs []ingest.Record) error {
 			e.watermark = r.t
 		}
 		for _, a := range r.alerts {
-			if !e.fired.seen(firedKey(r.idKey, a.rule, 0, 0)) {
+			if !e.fired.Seen(firedKey(r.idKey, a.rule, 0, 0)) {
 				e.unsent = append(e.unsent, a.Alert)
 			}
 		}
 		late := false
 		for _, m := range r.window {
-			if e.fired.seen(firedKey(r.idKey, m.rule, m.step+2, maphash.String(e.seed, m.key))) {
+			if e.fired.Seen(firedKey(r.idKey, m.rule, m.step+2, maphash.String(e.seed, m.key))) {
 				continue
 			}
 			if m.t < e.watermark-e.lateness {

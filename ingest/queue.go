@@ -3,7 +3,6 @@ package ingest
 import (
 	"context"
 	"errors"
-	"hash/maphash"
 	"time"
 )
 
@@ -38,6 +37,11 @@ var (
 // were handed to the alert path, Ack(ctx, err) to have it delivered again.
 // Batches are de-duplicated on Entry.Key within a bounded window, so a
 // redelivered or re-sent event reaches Read once while the window holds it.
+// Records come back with the Data and Cluster they were published with; their
+// Origin is the record's position in the queue when the queue has positions,
+// else the published Origin. Whether one publisher's entries come back in the
+// order published is the backend's to document. The queuetest package checks
+// all of this.
 type Queue interface {
 	// Publish stores the entries and returns nil only once all of them are
 	// durable (what durable means is the backend's to document). It blocks
@@ -68,92 +72,18 @@ type DeadLetterer interface {
 	DeadLetter(ctx context.Context, items []DeadLetter) error
 }
 
-// Dedup remembers the keys it has seen, at most MaxKeys of them, so memory
-// stays bounded under any load. Keys live in two generations: new keys go
-// into the current one, which becomes the previous one (dropping the one
-// before) once it is a window old or holds half the key bound. A key is
-// therefore remembered at least until the window has passed or half the key
-// bound of new keys has come after it, whichever is first.
-//
-// It keeps 128-bit digests, not the keys, and never deletes one by one: its
-// maps hold no pointers for the garbage collector to scan and stay fast under
-// a steady stream of new keys. It is not safe for concurrent use; a queue
-// owns one on its single consumer side.
-type Dedup struct {
-	window  time.Duration
-	maxKeys int
-	// seeds make the digests; they are random per process, which is enough
-	// since a Dedup is never stored.
-	seeds     [2]maphash.Seed
-	cur, prev map[Digest]struct{}
-	curStart  int64 // unix nanoseconds when cur took its first key
+// ReplayInfo describes what a durable queue re-read of the events detection
+// had already acknowledged, to rebuild its state after a restart.
+type ReplayInfo struct {
+	// Floor is the queue position (a stream sequence) of the last event
+	// detection had acknowledged.
+	Floor uint64
+	// Start is the write time of the first message re-read; End that of
+	// the floor message.
+	Start, End time.Time
+	Messages   int
+	Records    int
+	// FromStart is set when the re-read began at the queue's first
+	// message ever: no history was cut off.
+	FromStart bool
 }
-
-// Digest is what a Dedup keeps of a key. The zero Digest is the empty key,
-// which is never a duplicate.
-type Digest [2]uint64
-
-// Default de-duplication bounds: the apiserver gives up on a batch after
-// five attempts over about five minutes, and a queue redelivers within
-// seconds.
-const (
-	DefaultDedupWindow  = 10 * time.Minute
-	DefaultDedupMaxKeys = 1_000_000
-)
-
-// NewDedup returns a Dedup; zero or negative bounds take the defaults.
-func NewDedup(window time.Duration, maxKeys int) *Dedup {
-	if window <= 0 {
-		window = DefaultDedupWindow
-	}
-	if maxKeys <= 0 {
-		maxKeys = DefaultDedupMaxKeys
-	}
-	return &Dedup{window: window, maxKeys: max(maxKeys, 2),
-		cur: map[Digest]struct{}{}, prev: map[Digest]struct{}{},
-		seeds: [2]maphash.Seed{maphash.MakeSeed(), maphash.MakeSeed()}}
-}
-
-// Digest returns the digest of key for Seen and Forget. Two keys share a
-// digest with a chance of about 2^-128.
-func (d *Dedup) Digest(key []byte) Digest {
-	if len(key) == 0 {
-		return Digest{}
-	}
-	return Digest{maphash.Bytes(d.seeds[0], key), maphash.Bytes(d.seeds[1], key)}
-}
-
-// Seen reports whether key is remembered and remembers it if not.
-func (d *Dedup) Seen(key Digest, now time.Time) bool {
-	if key == (Digest{}) {
-		return false
-	}
-	t := now.UnixNano()
-	if _, ok := d.cur[key]; ok {
-		return true
-	}
-	if _, ok := d.prev[key]; ok {
-		return true
-	}
-	if len(d.cur) > 0 && (len(d.cur) >= d.maxKeys/2 || t-d.curStart >= int64(d.window)) {
-		// The retired map is reused: its memory is already sized for a
-		// generation.
-		d.prev, d.cur = d.cur, d.prev
-		clear(d.cur)
-	}
-	if len(d.cur) == 0 {
-		d.curStart = t
-	}
-	d.cur[key] = struct{}{}
-	return false
-}
-
-// Forget removes key, so that it is not a duplicate when it comes again
-// (a batch that failed is delivered again and must pass).
-func (d *Dedup) Forget(key Digest) {
-	delete(d.cur, key)
-	delete(d.prev, key)
-}
-
-// Len is the number of keys remembered.
-func (d *Dedup) Len() int { return len(d.cur) + len(d.prev) }

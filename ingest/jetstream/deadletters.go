@@ -9,7 +9,35 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/vigil-k8s/vigil/ingest"
 )
+
+// DeadLetter implements ingest.DeadLetterer.
+func (q *Queue) DeadLetter(ctx context.Context, items []ingest.DeadLetter) error {
+	if !q.publishes.Enter() {
+		return fmt.Errorf("store dead letter: %w", ingest.ErrClosed)
+	}
+	defer q.publishes.Leave()
+	limit := q.opts.MaxPayload - frameSlack
+	for _, it := range items {
+		m := nats.NewMsg(DeadSubject)
+		m.Header.Set(HeaderReason, it.Reason)
+		if it.Cluster != "" {
+			m.Header.Set(HeaderCluster, it.Cluster)
+		}
+		m.Data = it.Data
+		if len(m.Data) > limit {
+			m.Data = m.Data[:limit]
+			m.Header.Set(headerTruncated, strconv.Itoa(len(it.Data)))
+		}
+		if _, err := q.pubJS.PublishMsg(ctx, m); err != nil {
+			return fmt.Errorf("store dead letter: %w", classify(err))
+		}
+		q.m.dead.Inc()
+	}
+	return nil
+}
 
 // StoredDeadLetter is an item of the dead-letter stream, as DeadLetter
 // stored it.

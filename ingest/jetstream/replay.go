@@ -11,28 +11,14 @@ import (
 	"github.com/vigil-k8s/vigil/ingest"
 )
 
-// ReplayInfo describes what Replay re-read.
-type ReplayInfo struct {
-	// Floor is the last stream sequence detection had acknowledged.
-	Floor uint64
-	// Start is the write time of the first message re-read; End that of
-	// the floor message.
-	Start, End time.Time
-	Messages   int
-	Records    int
-	// FromStart is set when the re-read began at the stream's first
-	// message ever: no history was cut off.
-	FromStart bool
-}
-
 // Replay re-reads, in order, the already acknowledged events written in the
 // span before the consumer's ack floor, and hands them to fn as batches
 // without an Ack. It rebuilds in-memory state (window state, the
 // de-duplication window) after a restart; call it after Open and before
 // the first Read. Records are valid only during fn, which also receives
 // what is known of the re-read so far.
-func (q *Queue) Replay(ctx context.Context, span time.Duration, fn func(ingest.Batch, ReplayInfo) error) (ReplayInfo, error) {
-	info := ReplayInfo{Floor: q.floor}
+func (q *Queue) Replay(ctx context.Context, span time.Duration, fn func(ingest.Batch, ingest.ReplayInfo) error) (ingest.ReplayInfo, error) {
+	info := ingest.ReplayInfo{Floor: q.floor}
 	if info.Floor == 0 || span <= 0 {
 		return info, nil
 	}
@@ -89,8 +75,9 @@ func (q *Queue) Replay(ctx context.Context, span time.Duration, fn func(ingest.B
 			now := q.opts.Now()
 			recs := make([]ingest.Record, 0, len(frames))
 			q.dedupMu.Lock()
+			q.dedup.Advance(now)
 			for _, f := range frames {
-				if q.dedup.Seen(q.dedup.Digest(f.key), now) {
+				if q.dedup.Seen(q.digests.Digest(f.key)) {
 					continue
 				}
 				recs = append(recs, ingest.Record{Data: f.data, Cluster: cluster})

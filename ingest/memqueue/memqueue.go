@@ -20,7 +20,8 @@ type Options struct {
 	MaxPending int
 	// MaxBatch is the most records one Read returns (default 1000).
 	MaxBatch int
-	// DedupWindow and DedupMaxKeys bound de-duplication (ingest defaults).
+	// DedupWindow and DedupMaxKeys bound de-duplication (defaults
+	// ingest.DefaultDedupWindow and ingest.DefaultDedupMaxKeys).
 	DedupWindow  time.Duration
 	DedupMaxKeys int
 	// Now is the clock for de-duplication (default time.Now).
@@ -38,13 +39,18 @@ type Queue struct {
 	pending int
 	closed  bool
 	dead    []ingest.DeadLetter
-	dedup   *ingest.Dedup // used by Read only
+	// dedup and digests are used by Read only.
+	dedup   *ingest.Dedup[ingest.Digest]
+	digests ingest.Digester
 }
 
 var (
 	_ ingest.Queue        = (*Queue)(nil)
 	_ ingest.DeadLetterer = (*Queue)(nil)
 )
+
+// MaxRecordSize is what Queue.MaxRecordSize returns.
+const MaxRecordSize = 4 << 20
 
 // New returns an empty queue.
 func New(opts Options) *Queue {
@@ -54,16 +60,28 @@ func New(opts Options) *Queue {
 	if opts.MaxBatch <= 0 {
 		opts.MaxBatch = 1000
 	}
+	if opts.DedupWindow <= 0 {
+		opts.DedupWindow = ingest.DefaultDedupWindow
+	}
+	if opts.DedupMaxKeys <= 0 {
+		opts.DedupMaxKeys = ingest.DefaultDedupMaxKeys
+	}
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	return &Queue{opts: opts, ready: make(chan struct{}), dedup: ingest.NewDedup(opts.DedupWindow, opts.DedupMaxKeys)}
+	return &Queue{opts: opts, ready: make(chan struct{}),
+		dedup: ingest.NewDedup[ingest.Digest](opts.DedupMaxKeys, opts.DedupWindow), digests: ingest.NewDigester()}
 }
 
 // Publish implements ingest.Queue; records are copied.
 func (q *Queue) Publish(ctx context.Context, entries []ingest.Entry) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("publish: %w", err)
+	}
+	for _, e := range entries {
+		if len(e.Data) > MaxRecordSize {
+			return fmt.Errorf("publish: record of %d bytes is over the limit of %d", len(e.Data), MaxRecordSize)
+		}
 	}
 	q.mu.Lock()
 	defer q.mu.Unlock()
@@ -88,8 +106,9 @@ func (q *Queue) wake() {
 	q.ready = make(chan struct{})
 }
 
-// Read implements ingest.Source. Duplicates are acknowledged and dropped
-// here; a batch whose records were all duplicates is not returned.
+// Read implements ingest.Source. Records come in the order published, a
+// failed batch first again. Duplicates are acknowledged and dropped here; a
+// batch whose records were all duplicates is not returned.
 func (q *Queue) Read(ctx context.Context) (ingest.Batch, error) {
 	for {
 		q.mu.Lock()
@@ -97,10 +116,10 @@ func (q *Queue) Read(ctx context.Context) (ingest.Batch, error) {
 			n := min(len(q.entries), q.opts.MaxBatch)
 			taken := q.entries[:n:n]
 			q.entries = q.entries[n:]
-			now := q.opts.Now()
+			q.dedup.Advance(q.opts.Now())
 			recs := make([]ingest.Record, 0, n)
 			for _, e := range taken {
-				if !q.dedup.Seen(q.dedup.Digest([]byte(e.Key)), now) {
+				if !q.dedup.Seen(q.digests.Digest([]byte(e.Key))) {
 					recs = append(recs, e.Record)
 				}
 			}
@@ -159,6 +178,13 @@ func (q *Queue) Pending() int {
 	defer q.mu.Unlock()
 	return q.pending
 }
+
+// Drained reports whether every published record was acknowledged.
+func (q *Queue) Drained(context.Context) (bool, error) { return q.Pending() == 0, nil }
+
+// MaxRecordSize is the largest record Publish accepts; memory is the only
+// limit, so it is the webhook's default event limit.
+func (q *Queue) MaxRecordSize() int { return MaxRecordSize }
 
 // DeadLetter implements ingest.DeadLetterer.
 func (q *Queue) DeadLetter(_ context.Context, items []ingest.DeadLetter) error {

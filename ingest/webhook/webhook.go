@@ -29,6 +29,7 @@ import (
 	"github.com/valyala/fastjson"
 
 	"github.com/vigil-k8s/vigil/ingest"
+	"github.com/vigil-k8s/vigil/ingest/internal/gate"
 )
 
 // Publisher stores events durably; ingest.Queue satisfies it. Publish
@@ -78,13 +79,12 @@ type Options struct {
 
 // Receiver is the webhook's http.Handler.
 type Receiver struct {
-	opts     Options
-	log      *slog.Logger
-	tokens   [][]byte
-	ready    atomic.Bool
-	draining atomic.Bool
-	// inflight tracks requests being handled so Drain can wait for them.
-	inflight sync.WaitGroup
+	opts   Options
+	log    *slog.Logger
+	tokens [][]byte
+	ready  atomic.Bool
+	// requests lets requests in until Drain, which waits for those inside.
+	requests gate.Gate
 	parsers  fastjson.ParserPool
 	bufs     sync.Pool
 
@@ -142,16 +142,13 @@ func New(opts Options) (*Receiver, error) {
 func (r *Receiver) SetReady(ok bool) { r.ready.Store(ok) }
 
 // Ready reports whether the receiver accepts events.
-func (r *Receiver) Ready() bool { return r.ready.Load() && !r.draining.Load() }
+func (r *Receiver) Ready() bool { return r.ready.Load() && !r.requests.IsShut() }
 
 // Drain makes new requests get 503 and waits until the requests in
 // progress are answered or ctx is done.
 func (r *Receiver) Drain(ctx context.Context) error {
-	r.draining.Store(true)
-	done := make(chan struct{})
-	go func() { r.inflight.Wait(); close(done) }()
 	select {
-	case <-done:
+	case <-r.requests.Shut():
 		return nil
 	case <-ctx.Done():
 		return fmt.Errorf("drain webhook: %w", ctx.Err())
@@ -221,8 +218,10 @@ func oneLine(s string) string {
 func (r *Receiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	start := time.Now()
 	defer func() { r.latency.UpdateDuration(start) }()
-	r.inflight.Add(1)
-	defer r.inflight.Done()
+	admitted := r.requests.Enter()
+	if admitted {
+		defer r.requests.Leave()
+	}
 
 	cluster, ok := r.cluster(req.URL.Path)
 	if !ok {
@@ -238,7 +237,7 @@ func (r *Receiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		r.refuse(w, cluster, code, reason, msg)
 		return
 	}
-	if r.draining.Load() {
+	if !admitted {
 		r.refuse(w, cluster, http.StatusServiceUnavailable, ReasonDraining, "vigil is shutting down, retry later")
 		return
 	}

@@ -1,0 +1,100 @@
+package jetstream
+
+import (
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/VictoriaMetrics/metrics"
+)
+
+// queueMetrics are the queue's counters and gauges, and its gauges by
+// cluster.
+type queueMetrics struct {
+	set                                    *metrics.Set
+	published, publishedMsgs, full, stalls *metrics.Counter
+	read, redelivered, dead, corrupt       *metrics.Counter
+	dedupKeys                              *metrics.Gauge
+	clusters                               sync.Map // cluster name -> *clusterGauges
+	now                                    func() time.Time
+}
+
+// clusterGauges hold a cluster's queue gauges: its events stored and not
+// yet taken by Read (counted from this start of the process, never below
+// zero), and the write time of the newest message taken (unix nanoseconds).
+type clusterGauges struct {
+	queued, taken atomic.Int64
+}
+
+// take records that Read took n events of a message written at written.
+func (g *clusterGauges) take(n int64, written time.Time) {
+	g.taken.Store(written.UnixNano())
+	for {
+		v := g.queued.Load()
+		if g.queued.CompareAndSwap(v, max(v-n, 0)) {
+			return
+		}
+	}
+}
+
+// lag is how far behind Read is: the time since the newest message it took
+// was written, or zero when nothing is waiting. It grows while Read is
+// stuck.
+func (g *clusterGauges) lag(now time.Time) time.Duration {
+	if g.queued.Load() == 0 {
+		return 0
+	}
+	return now.Sub(time.Unix(0, g.taken.Load()))
+}
+
+// init registers the queue's metrics in s; pending is the figure of
+// vigil_queue_pending_bytes.
+func (m *queueMetrics) init(s *metrics.Set, now func() time.Time, pending func() int64) {
+	m.set, m.now = s, now
+	m.published = s.NewCounter("vigil_queue_published_records_total")
+	m.publishedMsgs = s.NewCounter("vigil_queue_published_messages_total")
+	m.full = s.NewCounter("vigil_queue_full_refusals_total")
+	m.stalls = s.NewCounter("vigil_queue_publish_stalls_total")
+	m.read = s.NewCounter("vigil_queue_read_records_total")
+	m.redelivered = s.NewCounter("vigil_queue_redelivered_messages_total")
+	m.dead = s.NewCounter("vigil_queue_deadletter_items_total")
+	m.corrupt = s.NewCounter("vigil_queue_corrupt_messages_total")
+	s.NewGauge("vigil_queue_pending_bytes", func() float64 { return float64(pending()) })
+	m.dedupKeys = s.NewGauge("vigil_queue_dedup_keys", nil)
+}
+
+func (m *queueMetrics) dedupHits(cluster string) *metrics.Counter {
+	return m.set.GetOrCreateCounter(`vigil_queue_dedup_hits_total{cluster="` + metricLabel(cluster) + `"}`)
+}
+
+func (m *queueMetrics) cluster(name string) *clusterGauges {
+	if g, ok := m.clusters.Load(name); ok {
+		return g.(*clusterGauges)
+	}
+	fresh := &clusterGauges{}
+	fresh.taken.Store(m.now().UnixNano()) // nothing taken yet: lag counts from now
+	g, loaded := m.clusters.LoadOrStore(name, fresh)
+	cg := g.(*clusterGauges)
+	if !loaded {
+		l := `{cluster="` + metricLabel(name) + `"}`
+		m.set.GetOrCreateGauge("vigil_queue_queued_events"+l, func() float64 { return float64(cg.queued.Load()) })
+		m.set.GetOrCreateGauge("vigil_queue_lag_seconds"+l, func() float64 { return cg.lag(m.now()).Seconds() })
+	}
+	return cg
+}
+
+// metricLabel makes s safe inside a quoted metric label value.
+func metricLabel(s string) string {
+	if s == "" {
+		return ""
+	}
+	b := make([]byte, 0, len(s))
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c == '"' || c == '\\' || c == '\n' {
+			c = '_'
+		}
+		b = append(b, c)
+	}
+	return string(b)
+}
