@@ -13,13 +13,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/vigil-k8s/vigil/detect"
-	"github.com/vigil-k8s/vigil/sinks/alertmanager"
-	"github.com/vigil-k8s/vigil/sinks/file"
 	"github.com/vigil-k8s/vigil/sinks/internal/sinkutil"
-	"github.com/vigil-k8s/vigil/sinks/kafka"
-	"github.com/vigil-k8s/vigil/sinks/nats"
-	"github.com/vigil-k8s/vigil/sinks/slack"
-	"github.com/vigil-k8s/vigil/sinks/webhook"
 )
 
 // Option configures Build.
@@ -100,7 +94,10 @@ func Build(ctx context.Context, cfg Config, opts ...Option) (*Dispatcher, error)
 	var errs []error
 	var targets []*target
 	for i, sc := range cfg.Sinks {
-		s, err := newSink(sc, o)
+		// Validate has checked the type and the settings.
+		typ, _ := lookupType(sc.Type)
+		settings, _ := sc.settings(typ)
+		s, err := typ.build(settings, buildEnv{name: sc.Name, stdout: o.stdout, nc: o.nc})
 		if err != nil {
 			errs = append(errs, sinkutil.Prefix(fmt.Sprintf("sinks[%d]", i), err))
 			continue
@@ -108,7 +105,7 @@ func Build(ctx context.Context, cfg Config, opts ...Option) (*Dispatcher, error)
 		if o.wrap != nil {
 			s = o.wrap(sc.Name, s)
 		}
-		targets = append(targets, newTarget(sc, s, o))
+		targets = append(targets, newTarget(sc, typ, s, o))
 	}
 	d := &Dispatcher{router: newRouter(cfg), targets: targets}
 	if err := errors.Join(errs...); err != nil {
@@ -128,7 +125,7 @@ func Build(ctx context.Context, cfg Config, opts ...Option) (*Dispatcher, error)
 	return d, nil
 }
 
-func newTarget(sc SinkConfig, s Sink, o options) *target {
+func newTarget(sc SinkConfig, typ sinkType, s Sink, o options) *target {
 	log := o.log.With("sink", s.String())
 	m := newSinkMetrics(o.set, sc.Name)
 	t := &target{name: sc.Name, sink: s, m: m, log: log, batch: sc.BatchSize, buffer: sc.Buffer,
@@ -142,46 +139,9 @@ func newTarget(sc SinkConfig, s Sink, o options) *target {
 	if t.buffer == 0 {
 		t.buffer = DefaultBuffer
 	}
-	switch sc.OnFull {
-	case "block":
-		t.block = true
-	case "":
-		// Local output cannot be "down" the way a network sink can, and
-		// replay output that silently lost alerts would be wrong.
-		t.block = sc.Type == TypeStdout || sc.Type == TypeFile
-	}
+	// on_full defaults to block for local output (see sinkType.local).
+	t.block = sc.OnFull == "block" || (sc.OnFull == "" && typ.local)
 	return t
-}
-
-// newSink builds the sink of one config entry.
-func newSink(sc SinkConfig, o options) (Sink, error) {
-	switch {
-	case sc.File != nil:
-		c := *sc.File
-		c.Name = sc.Name
-		return file.New(c, o.stdout)
-	case sc.Webhook != nil:
-		c := *sc.Webhook
-		c.Name = sc.Name
-		return webhook.New(c)
-	case sc.Alertmanager != nil:
-		c := *sc.Alertmanager
-		c.Name = sc.Name
-		return alertmanager.New(c)
-	case sc.Slack != nil:
-		c := *sc.Slack
-		c.Name = sc.Name
-		return slack.New(c)
-	case sc.NATS != nil:
-		c := *sc.NATS
-		c.Name = sc.Name
-		return nats.New(c, o.nc)
-	case sc.Kafka != nil:
-		c := *sc.Kafka
-		c.Name = sc.Name
-		return kafka.New(c)
-	}
-	return nil, fmt.Errorf("sink %q of type %q has no settings", sc.Name, sc.Type)
 }
 
 // Dispatch hands the alerts to delivery, redacted before any sink sees
@@ -201,15 +161,6 @@ func (d *Dispatcher) Dispatch(ctx context.Context, alerts ...detect.Alert) error
 		red[i] = Redact(alerts[i])
 	}
 	return d.dur.dispatch(ctx, red)
-}
-
-// Sinks returns the names of the sinks, in config order.
-func (d *Dispatcher) Sinks() []string {
-	var out []string
-	for _, t := range d.targets {
-		out = append(out, t.sink.String())
-	}
-	return out
 }
 
 // Close stops delivery: in memory mode after the buffers are flushed (or

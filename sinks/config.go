@@ -4,30 +4,15 @@ import (
 	"errors"
 	"fmt"
 	"path"
+	"reflect"
 	"regexp"
 	"time"
 
 	"gopkg.in/yaml.v3"
 
 	"github.com/vigil-k8s/vigil/detect"
-	"github.com/vigil-k8s/vigil/sinks/alertmanager"
 	"github.com/vigil-k8s/vigil/sinks/file"
 	"github.com/vigil-k8s/vigil/sinks/internal/sinkutil"
-	"github.com/vigil-k8s/vigil/sinks/kafka"
-	"github.com/vigil-k8s/vigil/sinks/nats"
-	"github.com/vigil-k8s/vigil/sinks/slack"
-	"github.com/vigil-k8s/vigil/sinks/webhook"
-)
-
-// Sink types, the values of a sink's type: field.
-const (
-	TypeStdout       = "stdout"
-	TypeFile         = "file"
-	TypeWebhook      = "webhook"
-	TypeAlertmanager = "alertmanager"
-	TypeSlack        = "slack"
-	TypeNATS         = "nats"
-	TypeKafka        = "kafka"
 )
 
 // Defaults for delivery.
@@ -45,7 +30,7 @@ type Config struct {
 
 // SinkConfig is one entry of sinks:. Name, type and the delivery and
 // routing fields are common to all types; the other keys belong to the
-// type and are decoded into the one matching pointer below.
+// type and are decoded into Settings.
 type SinkConfig struct {
 	// Name identifies the sink in routes, logs, metrics and its durable
 	// consumer (sink-<name>): letters, digits, '-' and '_'.
@@ -54,12 +39,10 @@ type SinkConfig struct {
 	Filter   `yaml:",inline"`
 	Delivery `yaml:",inline"`
 
-	File         *file.Config         `yaml:"-"`
-	Webhook      *webhook.Config      `yaml:"-"`
-	Alertmanager *alertmanager.Config `yaml:"-"`
-	Slack        *slack.Config        `yaml:"-"`
-	NATS         *nats.Config         `yaml:"-"`
-	Kafka        *kafka.Config        `yaml:"-"`
+	// Settings are the type's own keys: a pointer to the Config of the
+	// type's package (*webhook.Config for webhook, *file.Config for
+	// stdout and file). Nil means the type's zero settings.
+	Settings Settings `yaml:"-"`
 }
 
 // Filter selects the alerts a sink receives.
@@ -182,32 +165,24 @@ func decodeSink(field string, n *yaml.Node) (SinkConfig, error) {
 	if err := sinkutil.DecodeStrict(field, common, &sc); err != nil {
 		return sc, err
 	}
-	var target any
-	switch sc.Type {
-	case TypeStdout, TypeFile:
-		sc.File = &file.Config{}
-		target = sc.File
-	case TypeWebhook:
-		sc.Webhook = &webhook.Config{}
-		target = sc.Webhook
-	case TypeAlertmanager:
-		sc.Alertmanager = &alertmanager.Config{}
-		target = sc.Alertmanager
-	case TypeSlack:
-		sc.Slack = &slack.Config{}
-		target = sc.Slack
-	case TypeNATS:
-		sc.NATS = &nats.Config{}
-		target = sc.NATS
-	case TypeKafka:
-		sc.Kafka = &kafka.Config{}
-		target = sc.Kafka
-	case "":
-		return sc, &sinkutil.FieldError{Field: field + ".type", Err: sinkutil.ErrRequired}
-	default:
-		return sc, sinkutil.Fieldf(field+".type", "unknown sink type %q (want stdout, file, webhook, alertmanager, slack, nats or kafka)", sc.Type)
+	typ, err := sinkTypeOf(field, sc.Type)
+	if err != nil {
+		return sc, err
 	}
-	return sc, sinkutil.DecodeStrict(field, typed, target)
+	sc.Settings = typ.settings()
+	return sc, sinkutil.DecodeStrict(field, typed, sc.Settings)
+}
+
+// sinkTypeOf looks up the type of the sink at field.
+func sinkTypeOf(field, name string) (sinkType, error) {
+	if name == "" {
+		return sinkType{}, &sinkutil.FieldError{Field: field + ".type", Err: sinkutil.ErrRequired}
+	}
+	typ, ok := lookupType(name)
+	if !ok {
+		return sinkType{}, sinkutil.Fieldf(field+".type", "unknown sink type %q (want %s)", name, typeNames())
+	}
+	return typ, nil
 }
 
 // FileSink is the config of a file sink (path "-" or "": stdout) that gets
@@ -217,7 +192,7 @@ func FileSink(name, path string) SinkConfig {
 	if path == "" || path == "-" {
 		typ = TypeStdout
 	}
-	return SinkConfig{Name: name, Type: typ, File: &file.Config{Path: path}}
+	return SinkConfig{Name: name, Type: typ, Settings: &file.Config{Path: path}}
 }
 
 // Validate checks the whole config; errors carry field paths.
@@ -295,27 +270,30 @@ func (s SinkConfig) validate(f string) error {
 	if s.Retry.Initial < 0 || s.Retry.Max < 0 || s.Retry.MaxElapsed < 0 {
 		errs = append(errs, sinkutil.Fieldf(f+".retry", "durations must not be negative"))
 	}
-	var tv interface{ Validate() error }
-	switch {
-	case s.File != nil:
-		tv = s.File
-	case s.Webhook != nil:
-		tv = s.Webhook
-	case s.Alertmanager != nil:
-		tv = s.Alertmanager
-	case s.Slack != nil:
-		tv = s.Slack
-	case s.NATS != nil:
-		tv = s.NATS
-	case s.Kafka != nil:
-		tv = s.Kafka
-	default:
-		if s.Type != "" {
-			errs = append(errs, sinkutil.Fieldf(f+".type", "sink %q has no %s settings", s.Name, s.Type))
-		}
+	typ, err := sinkTypeOf(f, s.Type)
+	if err != nil {
+		return errors.Join(append(errs, err)...)
 	}
-	if tv != nil {
-		errs = append(errs, sinkutil.Prefix(f, tv.Validate()))
+	settings, err := s.settings(typ)
+	if err != nil {
+		return errors.Join(append(errs, sinkutil.Prefix(f+".type", err))...)
 	}
+	errs = append(errs, sinkutil.Prefix(f, settings.Validate()))
 	return errors.Join(errs...)
+}
+
+// settings returns the sink's settings, the type's zero settings when
+// there are none, or an error when they belong to another type.
+func (s SinkConfig) settings(typ sinkType) (Settings, error) {
+	zero := typ.settings()
+	if s.Settings == nil {
+		return zero, nil
+	}
+	if reflect.TypeOf(s.Settings) != reflect.TypeOf(zero) {
+		return nil, fmt.Errorf("%s sink %q has settings of type %T, want %T", typ.name, s.Name, s.Settings, zero)
+	}
+	if reflect.ValueOf(s.Settings).IsNil() {
+		return zero, nil
+	}
+	return s.Settings, nil
 }

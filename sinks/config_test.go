@@ -8,6 +8,9 @@ import (
 
 	"github.com/vigil-k8s/vigil/detect"
 	"github.com/vigil-k8s/vigil/sinks"
+	"github.com/vigil-k8s/vigil/sinks/alertmanager"
+	"github.com/vigil-k8s/vigil/sinks/file"
+	"github.com/vigil-k8s/vigil/sinks/webhook"
 )
 
 func decode(t *testing.T, doc string) (sinks.Config, error) {
@@ -42,9 +45,15 @@ routes:
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(cfg.Sinks) != 3 || cfg.Sinks[0].Alertmanager == nil || cfg.Sinks[0].MinSeverity != detect.SeverityHigh ||
-		cfg.Sinks[1].Webhook == nil || !cfg.Sinks[1].Webhook.Batch || cfg.Sinks[1].Webhook.Headers["X-Tenant"] != "blue" ||
-		cfg.Sinks[1].Retry.Max.D().Seconds() != 30 || cfg.Sinks[1].Exclude.Tags[0] != "noise.*" || cfg.Sinks[2].File == nil {
+	if len(cfg.Sinks) != 3 {
+		t.Fatalf("decoded %+v", cfg)
+	}
+	am, _ := cfg.Sinks[0].Settings.(*alertmanager.Config)
+	hook, _ := cfg.Sinks[1].Settings.(*webhook.Config)
+	out, _ := cfg.Sinks[2].Settings.(*file.Config)
+	if am == nil || am.URL != "http://am:9093" || cfg.Sinks[0].MinSeverity != detect.SeverityHigh ||
+		hook == nil || !hook.Batch || hook.Headers["X-Tenant"] != "blue" ||
+		cfg.Sinks[1].Retry.Max.D().Seconds() != 30 || cfg.Sinks[1].Exclude.Tags[0] != "noise.*" || out == nil {
 		t.Errorf("decoded %+v", cfg)
 	}
 	if len(cfg.Routes) != 2 || !cfg.Routes[1].Default {
@@ -106,5 +115,40 @@ routes:
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("error lacks %q:\n%v", want, err)
 		}
+	}
+}
+
+// TestConfig_Validate_settings covers configs built in code: settings are
+// checked against the type, and absent settings are the type's zero ones.
+func TestConfig_Validate_settings(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		sink sinks.SinkConfig
+		want string // "" for valid
+	}{
+		{"stdout without settings", sinks.SinkConfig{Name: "out", Type: "stdout"}, ""},
+		{"file sink", sinks.FileSink("out", "a.jsonl"), ""},
+		{"nil pointer", sinks.SinkConfig{Name: "h", Type: "webhook", Settings: (*webhook.Config)(nil)}, "sinks[0].url: required"},
+		{"webhook without settings", sinks.SinkConfig{Name: "h", Type: "webhook"}, "sinks[0].url: required"},
+		{"settings of another type", sinks.SinkConfig{Name: "h", Type: "webhook", Settings: &file.Config{}},
+			`sinks[0].type: webhook sink "h" has settings of type *file.Config, want *webhook.Config`},
+		{"no type", sinks.SinkConfig{Name: "h"}, "sinks[0].type: required"},
+		{"unknown type", sinks.SinkConfig{Name: "h", Type: "pager"},
+			`sinks[0].type: unknown sink type "pager" (want stdout, file, webhook, alertmanager, slack, nats or kafka)`},
+		{"common and type errors together", sinks.SinkConfig{Name: "h", Type: "webhook", Delivery: sinks.Delivery{Buffer: -1}},
+			"sinks[0].buffer: must not be negative\nsinks[0].url: required"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			err := sinks.Config{Sinks: []sinks.SinkConfig{tc.sink}}.Validate()
+			if tc.want == "" {
+				if err != nil {
+					t.Errorf("Validate = %v", err)
+				}
+				return
+			}
+			if err == nil || err.Error() != tc.want {
+				t.Errorf("Validate = %v\nwant %s", err, tc.want)
+			}
+		})
 	}
 }

@@ -75,9 +75,9 @@ func manyAlerts(n int) []detect.Alert {
 }
 
 func hookSink(name, url string) sinks.SinkConfig {
-	return sinks.SinkConfig{Name: name, Type: sinks.TypeWebhook,
+	return sinks.SinkConfig{Name: name, Type: "webhook",
 		Delivery: sinks.Delivery{BatchSize: 50, Retry: sinks.RetryConfig{Initial: detect.Duration(2 * time.Millisecond), Max: detect.Duration(20 * time.Millisecond)}},
-		Webhook:  &webhook.Config{URL: url, Batch: true}}
+		Settings: &webhook.Config{URL: url, Batch: true}}
 }
 
 // TestDispatcher_outage: one sink answers 503 until the healthy sink has

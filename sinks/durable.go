@@ -70,13 +70,9 @@ func (o *DurableOptions) defaults() {
 	}
 }
 
-// EnsureAlertStream creates or updates the alert stream VIGIL_ALERTS
+// ensureStreams creates or updates the alert stream VIGIL_ALERTS
 // (subjects vigil.alerts.<rule id>, file storage) and the dead-letter
 // stream VIGIL_DEADLETTER (vigil.deadletter.<sink>).
-func EnsureAlertStream(ctx context.Context, js jetstream.JetStream) error {
-	return ensureStreams(ctx, js, DurableOptions{})
-}
-
 func ensureStreams(ctx context.Context, js jetstream.JetStream, o DurableOptions) error {
 	o.defaults()
 	for _, sc := range []jetstream.StreamConfig{
@@ -99,11 +95,12 @@ func AlertSubject(rule string) string { return AlertSubjectPrefix + natssink.Tok
 
 // durable is the JetStream delivery mode.
 type durable struct {
-	js     jetstream.JetStream
-	log    *slog.Logger
-	opts   DurableOptions
-	cancel context.CancelFunc
-	wg     sync.WaitGroup
+	js        jetstream.JetStream
+	log       *slog.Logger
+	opts      DurableOptions
+	consumers []*durableConsumer
+	cancel    context.CancelFunc
+	wg        sync.WaitGroup
 	// mu guards closed against Dispatch racing Close.
 	mu     sync.RWMutex
 	closed bool
@@ -115,8 +112,9 @@ func newDurable(ctx context.Context, js jetstream.JetStream, opts DurableOptions
 		return nil, err
 	}
 	type started struct {
-		t *target
-		c jetstream.Consumer
+		t    *target
+		c    jetstream.Consumer
+		name string
 	}
 	var cons []started
 	for _, t := range targets {
@@ -153,12 +151,13 @@ func newDurable(ctx context.Context, js jetstream.JetStream, opts DurableOptions
 		if err != nil {
 			return nil, fmt.Errorf("create consumer for sink %s: %w", t.name, err)
 		}
-		cons = append(cons, started{t, c})
+		cons = append(cons, started{t, c, cfg.Durable})
 	}
 	runCtx, cancel := context.WithCancel(context.Background())
 	d := &durable{js: js, log: log, opts: opts, cancel: cancel}
 	for _, c := range cons {
-		dc := &durableConsumer{d: d, t: c.t, c: c.c, r: r}
+		dc := &durableConsumer{d: d, t: c.t, c: c.c, name: c.name, r: r}
+		d.consumers = append(d.consumers, dc)
 		d.wg.Go(func() { dc.run(runCtx) })
 	}
 	return d, nil
@@ -228,7 +227,9 @@ type durableConsumer struct {
 	d *durable
 	t *target
 	c jetstream.Consumer
-	r *router
+	// name is the durable consumer's name, sink-<sink name>.
+	name string
+	r    *router
 	// lagAt is when the pending count was last read from the server.
 	lagAt time.Time
 }

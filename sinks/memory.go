@@ -69,20 +69,23 @@ func (m *memory) dispatch(ctx context.Context, r *router, alerts []detect.Alert)
 				continue
 			}
 			it := queued{a: alerts[i], at: now}
+			// pending counts an alert before the sink's goroutine can
+			// take it, so it never reads zero while one is in flight.
+			q.t.m.pending.Add(1)
 			if q.block {
 				select {
 				case q.ch <- it:
-					q.t.m.pending.Add(1)
 				case <-ctx.Done():
+					q.t.m.pending.Add(-1)
 					return fmt.Errorf("dispatch alerts to %s: %w", q.t.sink, ctx.Err())
 				}
 				continue
 			}
 			select {
 			case q.ch <- it:
-				q.t.m.pending.Add(1)
 				q.dropLogged = false
 			default:
+				q.t.m.pending.Add(-1)
 				q.t.m.dropped.Inc()
 				if !q.dropLogged {
 					q.t.log.Error("sink buffer full, dropping alerts (raise buffer: or fix the sink)",

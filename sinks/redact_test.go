@@ -187,14 +187,14 @@ func TestRedaction_allSinks(t *testing.T) {
 	retry := sinks.RetryConfig{Initial: detect.Duration(time.Millisecond), Max: detect.Duration(5 * time.Millisecond)}
 	slackSecret := "/services/T0/B0/SLACKURLSECRET"
 	cfg := sinks.Config{Sinks: []sinks.SinkConfig{
-		{Name: "out", Type: sinks.TypeStdout, File: &file.Config{}},
-		{Name: "file", Type: sinks.TypeFile, File: &file.Config{Path: filepath.Join(dir, "alerts.jsonl")}},
-		{Name: "hook", Type: sinks.TypeWebhook, Delivery: sinks.Delivery{Retry: retry},
-			Webhook: &webhook.Config{URL: hookSrv.URL, Batch: true, HMACSecret: "hmac-key"}},
-		{Name: "am", Type: sinks.TypeAlertmanager, Delivery: sinks.Delivery{Retry: retry}, Alertmanager: &alertmanager.Config{URL: amSrv.URL}},
-		{Name: "slack", Type: sinks.TypeSlack, Delivery: sinks.Delivery{Retry: retry}, Slack: &slack.Config{URL: slSrv.URL + slackSecret}},
-		{Name: "bus", Type: sinks.TypeNATS, NATS: &natssink.Config{URL: ns.ClientURL(), Subject: "vigil.out"}},
-		{Name: "kafka", Type: sinks.TypeKafka, Kafka: &kafka.Config{Brokers: kc.ListenAddrs(), Topic: "alerts"}},
+		{Name: "out", Type: "stdout"},
+		{Name: "file", Type: "file", Settings: &file.Config{Path: filepath.Join(dir, "alerts.jsonl")}},
+		{Name: "hook", Type: "webhook", Delivery: sinks.Delivery{Retry: retry},
+			Settings: &webhook.Config{URL: hookSrv.URL, Batch: true, HMACSecret: "hmac-key"}},
+		{Name: "am", Type: "alertmanager", Delivery: sinks.Delivery{Retry: retry}, Settings: &alertmanager.Config{URL: amSrv.URL}},
+		{Name: "slack", Type: "slack", Delivery: sinks.Delivery{Retry: retry}, Settings: &slack.Config{URL: slSrv.URL + slackSecret}},
+		{Name: "bus", Type: "nats", Settings: &natssink.Config{URL: ns.ClientURL(), Subject: "vigil.out"}},
+		{Name: "kafka", Type: "kafka", Settings: &kafka.Config{Brokers: kc.ListenAddrs(), Topic: "alerts"}},
 	}}
 	d, err := sinks.Build(t.Context(), cfg, sinks.WithStdout(&stdout),
 		sinks.WithLogger(slog.New(slog.NewTextHandler(lockedWriter{&logs, &logMu}, nil))))

@@ -107,10 +107,11 @@ routes:
 }
 
 func TestFileSink(t *testing.T) {
-	if c := sinks.FileSink("output", "-"); c.Type != sinks.TypeStdout || c.File == nil {
+	if c := sinks.FileSink("output", "-"); c.Type != sinks.TypeStdout || c.Settings == nil {
 		t.Errorf("FileSink(-) = %+v", c)
 	}
-	if c := sinks.FileSink("output", "a.jsonl"); c.Type != sinks.TypeFile || *c.File != (file.Config{Path: "a.jsonl"}) {
+	c := sinks.FileSink("output", "a.jsonl")
+	if fc, _ := c.Settings.(*file.Config); c.Type != sinks.TypeFile || fc == nil || *fc != (file.Config{Path: "a.jsonl"}) {
 		t.Errorf("FileSink(a.jsonl) = %+v", c)
 	}
 }
