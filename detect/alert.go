@@ -125,11 +125,24 @@ var templateFuncs = template.FuncMap{
 		}
 		return v
 	},
+	// Calls inserted by parseOutput so that missing fields render empty.
+	fieldFunc: lookupField,
+	textFunc:  textOf,
 }
 
-// render executes the rule's output template over the event's fields (JSON
-// names) and the window's: .count .key .first .last .distinct .auditIDs.
+// render executes the rule's output template over templateData.
 func render(r *Rule, ev *ingest.Event, a *Alert) string {
+	var sb strings.Builder
+	if err := r.output.Execute(&sb, templateData(ev, a)); err != nil {
+		return fmt.Sprintf("%s (output template failed: %v)", r.Spec.Title, err)
+	}
+	return sb.String()
+}
+
+// templateData is what output templates see: the event's fields (JSON
+// names) and the window's: .count .key .first .last .distinct .auditIDs.
+// parseOutput relies on every key but the bodies being always set.
+func templateData(ev *ingest.Event, a *Alert) map[string]any {
 	data := map[string]any{
 		"level": ev.Level, "auditID": ev.AuditID, "stage": ev.Stage, "requestURI": ev.RequestURI,
 		"verb": ev.Verb, "userAgent": ev.UserAgent, "sourceIPs": ev.SourceIPs, "cluster": ev.Cluster,
@@ -147,9 +160,5 @@ func render(r *Rule, ev *ingest.Event, a *Alert) string {
 	if !hidesBodies(ev.ObjectRef) {
 		data["requestObject"], data["responseObject"] = ev.RequestObject, ev.ResponseObject
 	}
-	var sb strings.Builder
-	if err := r.output.Execute(&sb, data); err != nil {
-		return fmt.Sprintf("%s (output template failed: %v)", r.Spec.Title, err)
-	}
-	return sb.String()
+	return data
 }

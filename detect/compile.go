@@ -233,7 +233,7 @@ func compileRule(spec RuleSpec, lists *compiledLists) (*Rule, error) {
 	if out == "" {
 		out = spec.Title
 	}
-	t, err := template.New(spec.ID).Funcs(templateFuncs).Option("missingkey=zero").Parse(out)
+	t, err := parseOutput(spec.ID, out)
 	if err != nil {
 		fail("output: %v", err)
 	}

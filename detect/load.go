@@ -176,11 +176,16 @@ func (l *ListOverride) UnmarshalYAML(n *yaml.Node) error {
 }
 
 // Tune applies the user's lists, overrides and disabled ids. Naming a rule
-// or list that does not exist is an error: a typo must not silently leave a
-// rule untuned.
+// or list that does not exist is an error that suggests the closest name: a
+// typo must not silently leave a rule untuned. A new list belongs in a rule
+// file's lists:, next to the rules that use it.
 func (c *Catalog) Tune(lists map[string]ListOverride, overrides map[string]Override, disable []string) error {
 	var errs []error
 	for _, name := range sortedKeys(lists) {
+		if _, ok := c.Lists[name]; !ok {
+			errs = append(errs, fmt.Errorf("lists.%s: no such list%s", name, suggest(name, sortedKeys(c.Lists))))
+			continue
+		}
 		l := lists[name]
 		if l.Replace {
 			c.Lists[name] = slices.Clone(l.Items)
@@ -192,7 +197,7 @@ func (c *Catalog) Tune(lists map[string]ListOverride, overrides map[string]Overr
 		o := overrides[id]
 		i := c.index(id)
 		if i < 0 {
-			errs = append(errs, fmt.Errorf("overrides.%s: no such rule", id))
+			errs = append(errs, fmt.Errorf("overrides.%s: no such rule%s", id, suggest(id, c.ids())))
 			continue
 		}
 		r := &c.Rules[i]
@@ -223,13 +228,59 @@ func (c *Catalog) Tune(lists map[string]ListOverride, overrides map[string]Overr
 	for _, id := range disable {
 		i := c.index(id)
 		if i < 0 {
-			errs = append(errs, fmt.Errorf("disable %s: no such rule", id))
+			errs = append(errs, fmt.Errorf("disable %s: no such rule%s", id, suggest(id, c.ids())))
 			continue
 		}
 		f := false
 		c.Rules[i].Enabled = &f
 	}
 	return errors.Join(errs...)
+}
+
+func (c *Catalog) ids() []string {
+	ids := make([]string, len(c.Rules))
+	for i, r := range c.Rules {
+		ids[i] = r.ID
+	}
+	return ids
+}
+
+// suggest returns " (did you mean NAME?)" for the candidate closest to
+// name, or "" when there is none. Dashes and underscores count as the same
+// character: list names use underscores, rule ids dashes.
+func suggest(name string, candidates []string) string {
+	norm := func(s string) string { return strings.ReplaceAll(strings.ToLower(s), "-", "_") }
+	best, bestDist := "", 0
+	for _, c := range candidates {
+		if d := editDistance(norm(name), norm(c)); best == "" || d < bestDist {
+			best, bestDist = c, d
+		}
+	}
+	if best == "" {
+		return ""
+	}
+	return fmt.Sprintf(" (did you mean %s?)", best)
+}
+
+// editDistance is the Levenshtein distance between a and b, in bytes.
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
 }
 
 func sortedKeys[V any](m map[string]V) []string {

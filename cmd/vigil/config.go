@@ -75,19 +75,21 @@ func loadConfig(path string) (*Config, error) {
 	if err := yaml.Unmarshal(data, &root); err != nil {
 		return nil, usagef("config %s: %w", path, err)
 	}
-	if err := expandSecrets(&root); err != nil {
-		return nil, usagef("config %s: %w", path, err)
-	}
-	expanded, err := yaml.Marshal(&root)
-	if err != nil {
-		return nil, fmt.Errorf("config %s: %w", path, err)
-	}
 	if len(root.Content) == 0 {
 		return cfg, nil
 	}
-	dec := yaml.NewDecoder(bytes.NewReader(expanded))
+	// The file as written is decoded strictly, so that errors name its
+	// lines; the values come from the tree with the secrets expanded, whose
+	// sections kept as YAML (sinks, serve ...) keep the file's lines too.
+	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
-	if err := dec.Decode(cfg); err != nil && !errors.Is(err, io.EOF) {
+	if err := dec.Decode(&Config{}); err != nil && !errors.Is(err, io.EOF) {
+		return nil, usagef("config %s: %w", path, err)
+	}
+	if err := expandSecrets(&root); err != nil {
+		return nil, usagef("config %s: %w", path, err)
+	}
+	if err := root.Decode(cfg); err != nil {
 		return nil, usagef("config %s: %w", path, err)
 	}
 	if cfg.Detect.Workers < 0 {

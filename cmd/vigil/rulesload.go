@@ -30,11 +30,24 @@ func (f *ruleFlags) catalog() (*Config, *detect.Catalog, error) {
 	if err != nil {
 		return nil, nil, err
 	}
+	cat, err := f.loadRules(cfg)
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := f.tune(cfg, cat); err != nil {
+		return nil, nil, err
+	}
+	return cfg, cat, nil
+}
+
+// loadRules loads the built-in packs (unless disabled) and the rule paths
+// of cfg and the flags.
+func (f *ruleFlags) loadRules(cfg *Config) (*detect.Catalog, error) {
 	cat := &detect.Catalog{Lists: map[string][]string{}}
 	if !f.noBuiltin && (cfg.Rules.Builtin == nil || *cfg.Rules.Builtin) {
 		b, err := policies.LoadBuiltin()
 		if err != nil {
-			return nil, nil, usageError{err}
+			return nil, usageError{err}
 		}
 		cat = b
 	}
@@ -42,17 +55,22 @@ func (f *ruleFlags) catalog() (*Config, *detect.Catalog, error) {
 	if len(paths) > 0 {
 		extra, err := detect.LoadPaths(paths)
 		if err != nil {
-			return nil, nil, usageError{err}
+			return nil, usageError{err}
 		}
 		if err := cat.Merge(extra); err != nil {
-			return nil, nil, usageError{err}
+			return nil, usageError{err}
 		}
 	}
+	return cat, nil
+}
+
+// tune applies the lists, overrides and disables of cfg and the flags.
+func (f *ruleFlags) tune(cfg *Config, cat *detect.Catalog) error {
 	disable := append(append([]string{}, cfg.Rules.Disable...), f.disable...)
 	if err := cat.Tune(cfg.Lists, cfg.Overrides, disable); err != nil {
-		return nil, nil, usageError{err}
+		return usageError{err}
 	}
-	return cfg, cat, nil
+	return nil
 }
 
 // ruleSet loads and compiles the enabled rules.

@@ -156,9 +156,6 @@ func (p *Policy) Evaluate(attrs authorizer.Attributes) Decision {
 	return d
 }
 
-// Len returns the number of policy rules.
-func (p *Policy) Len() int { return len(p.rules) }
-
 // pathSegment is one step of a field path in a strict decoding error, such
 // as rules[0].resources[1].resourcenames.
 var (
