@@ -1,11 +1,10 @@
 package main
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
-	"io"
 	"os"
+	"reflect"
 	"strings"
 	"time"
 
@@ -35,8 +34,8 @@ type ServeConfig struct {
 	// RetryAfter is sent with 429 and 503 (default 5s).
 	RetryAfter detect.Duration `yaml:"retry_after"`
 	// SilenceAfter raises audit-pipeline-silent when a cluster that was
-	// sending sends nothing for this long (default 10m; 0s turns it off is
-	// not allowed, use a large value).
+	// sending sends nothing for this long (default 10m). It cannot be
+	// turned off; a very large value has the same effect.
 	SilenceAfter detect.Duration `yaml:"silence_after"`
 	// DrainTimeout bounds the graceful shutdown (default 30s).
 	DrainTimeout detect.Duration `yaml:"drain_timeout"`
@@ -67,28 +66,51 @@ type serveSettings struct {
 }
 
 // decodeNode decodes a config section strictly; an empty node leaves dst.
+// It decodes the node as loaded, so errors carry the file's line numbers.
 func decodeNode(n *yaml.Node, name string, dst any) error {
 	if n == nil || n.Kind == 0 {
 		return nil
 	}
-	data, err := yaml.Marshal(n)
-	if err != nil {
-		return fmt.Errorf("%s: %w", name, err)
+	if err := checkKeys(n, reflect.TypeOf(dst).Elem(), name); err != nil {
+		return err
 	}
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	dec.KnownFields(true)
-	if err := dec.Decode(dst); err != nil && !errors.Is(err, io.EOF) {
+	if err := n.Decode(dst); err != nil {
 		return fmt.Errorf("%s: %w", name, err)
 	}
 	return nil
 }
 
+// checkKeys reports the keys of mapping n that struct type t has no yaml
+// field for, recursively: yaml.Node.Decode has no strict mode.
+func checkKeys(n *yaml.Node, t reflect.Type, path string) error {
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	if n.Kind != yaml.MappingNode || t.Kind() != reflect.Struct {
+		return nil
+	}
+	fields := map[string]reflect.Type{}
+	for i := range t.NumField() {
+		if tag, _, _ := strings.Cut(t.Field(i).Tag.Get("yaml"), ","); tag != "" && tag != "-" {
+			fields[tag] = t.Field(i).Type
+		}
+	}
+	var errs []error
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k := n.Content[i]
+		ft, ok := fields[k.Value]
+		if !ok {
+			errs = append(errs, fmt.Errorf("%s.%s: unknown field (line %d)", path, k.Value, k.Line))
+			continue
+		}
+		errs = append(errs, checkKeys(n.Content[i+1], ft, path+"."+k.Value))
+	}
+	return errors.Join(errs...)
+}
+
 func serveConfig(cfg *Config) (serveSettings, error) {
 	s := serveSettings{}
-	if err := decodeNode(&cfg.Serve, "serve", &s.Serve); err != nil {
-		return s, usageError{err}
-	}
-	if err := decodeNode(&cfg.Queue, "queue", &s.Queue); err != nil {
+	if err := errors.Join(decodeNode(&cfg.Serve, "serve", &s.Serve), decodeNode(&cfg.Queue, "queue", &s.Queue)); err != nil {
 		return s, usageError{err}
 	}
 	sv := &s.Serve

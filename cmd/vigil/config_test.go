@@ -102,3 +102,43 @@ rules: {disable: [secret-read]}
 		t.Errorf("unknown override: %v", err)
 	}
 }
+
+// TestLoadConfig_SectionLines: errors in the sections decoded later (sinks,
+// routes) name the lines of the file, secrets and comments notwithstanding.
+func TestLoadConfig_SectionLines(t *testing.T) {
+	t.Setenv("VIGIL_TEST_TOKEN", "t0ken")
+	path := writeFile(t, t.TempDir(), "vigil.yaml", []byte(`# vigil
+
+cluster: "${env:VIGIL_TEST_TOKEN}"
+
+
+sinks:
+- {name: out, type: stdout}
+- name: siem
+  type: webhook
+  urll: https://siem.example/intake
+
+serve:
+  path: /audit
+  drain_timout: 10s
+queue:
+  retention: 1x
+`))
+	cfg, err := loadConfig(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Cluster != "t0ken" {
+		t.Errorf("cluster %q", cfg.Cluster)
+	}
+	_, err = cfg.sinkConfig()
+	if err == nil || !strings.Contains(err.Error(), "sinks[1].urll: unknown field (line 10)") {
+		t.Errorf("sink error %v, want sinks[1].urll at line 10", err)
+	}
+	_, err = serveConfig(cfg)
+	for _, want := range []string{"serve.drain_timout: unknown field (line 14)", "line 16: bad duration"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("serve error %v, want %q", err, want)
+		}
+	}
+}

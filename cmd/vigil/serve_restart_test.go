@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/vigil-k8s/vigil/ingest/pipeline"
 )
 
 // TestServe_GracefulRestartKeepsWindows stops vigil in the middle of a
@@ -63,7 +65,7 @@ func TestServe_GracefulRestartKeepsWindows(t *testing.T) {
 	if strings.Contains(out, "test-burst") {
 		t.Fatalf("fired on two events:\n%s", out)
 	}
-	if _, err := os.Stat(filepath.Join(dataDir, windowsFile)); err != nil {
+	if _, err := os.Stat(filepath.Join(dataDir, pipeline.WindowsFile)); err != nil {
 		t.Fatalf("graceful stop saved no window state: %v", err)
 	}
 	out, stderr := run(event(2))
