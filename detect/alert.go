@@ -54,6 +54,11 @@ type Alert struct {
 	// Fingerprint identifies the alert: a hash of rule, group key and
 	// window start. A redelivered event yields the same fingerprint.
 	Fingerprint string `json:"fingerprint"`
+	// Suppressed counts the alerts of the same rule and suppression key
+	// that were not emitted since the previous one; SuppressedSince is the
+	// time of the first of them.
+	Suppressed      int        `json:"suppressed,omitempty"`
+	SuppressedSince *time.Time `json:"suppressedSince,omitempty"`
 }
 
 // Fingerprint returns the stable identity of an alert.

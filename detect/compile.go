@@ -52,6 +52,7 @@ type Rule struct {
 	by         []*program
 	distinct   *program
 	steps      []compiledStep
+	suppress   *suppression
 	// outputObjects is set when the output template reads requestObject
 	// or responseObject, which are decoded lazily; needAnnotations when an
 	// expression or the output reads annotations.
@@ -228,6 +229,11 @@ func compileRule(spec RuleSpec, lists *compiledLists) (*Rule, error) {
 		default:
 			fail("window.kind %q: want threshold, distinct or sequence", w.Kind)
 		}
+	}
+	if s, err := compileSuppress(spec, compileAny); err != nil {
+		fail("%v", err)
+	} else {
+		r.suppress = s
 	}
 	out := spec.Output
 	if out == "" {

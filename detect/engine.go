@@ -1,6 +1,7 @@
 package detect
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -14,7 +15,6 @@ import (
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
-	"github.com/expr-lang/expr/vm"
 
 	"github.com/vigil-k8s/vigil/ingest"
 )
@@ -24,12 +24,9 @@ const (
 	DefaultLateness       = 5 * time.Minute
 	DefaultDedupSize      = 1 << 18
 	DefaultMaxKeysPerRule = 100_000
-	// DefaultMaxPending bounds the matches buffered for ordering; past it
-	// the oldest are released early.
-	DefaultMaxPending = 200_000
 	// shardCount is fixed, not derived from the worker count, so bounds per
-	// shard (keys, pending matches) and therefore the alerts are the same
-	// whatever the number of workers.
+	// shard and therefore the alerts are the same whatever the number of
+	// workers.
 	shardCount = 16
 )
 
@@ -39,9 +36,9 @@ type Options struct {
 	// Workers decode and match in parallel (default GOMAXPROCS). The alerts
 	// do not depend on it.
 	Workers int
-	// Emit receives every alert, from the goroutine that called Process or
-	// Flush, in a deterministic order. An error fails the batch (it is not
-	// acknowledged).
+	// Emit receives every alert, from the goroutine that called Process,
+	// Advance or Flush, in a deterministic order. An error fails the batch
+	// (it is not acknowledged).
 	Emit func(Alert) error
 	// OnReject is told about every record that is not an audit event, in
 	// input order, from the goroutine that called Process. Optional.
@@ -51,8 +48,8 @@ type Options struct {
 	Logger  *slog.Logger
 	// Lateness is how far (in event time) behind the newest event an event
 	// may arrive and still count in windows (default DefaultLateness).
-	// Window alerts are raised once the watermark passes the event by this
-	// much, or at Flush.
+	// Windows fire on arrival; the lateness only decides which events are
+	// too late and how long window state is kept.
 	Lateness time.Duration
 	// DedupSize bounds the (auditID, stage) pairs remembered to drop
 	// duplicates (default DefaultDedupSize; the memory is about 40 bytes an
@@ -63,22 +60,28 @@ type Options struct {
 	// events, which costs a cache miss or two per event. Alerts stay
 	// once per request and rule either way.
 	SourceDedups bool
-	// MaxKeysPerRule bounds window keys per rule (default
-	// DefaultMaxKeysPerRule); the idlest are evicted past it.
+	// MaxKeysPerRule bounds window keys per rule, and the suppression
+	// state of single-event rules (default DefaultMaxKeysPerRule); the
+	// idlest are evicted past it.
 	MaxKeysPerRule int
+	// DistinctExact is how many distinct values a distinct window counts
+	// exactly before a sketch estimates the count (default
+	// DefaultDistinctExact).
+	DistinctExact int
 	// Since and Until, when set, skip events outside [Since, Until] (event
 	// time); they are counted, not evaluated.
 	Since, Until time.Time
 }
 
-// Engine evaluates rules on batches of audit events. Process and Flush must
-// be called from one goroutine at a time.
+// Engine evaluates rules on batches of audit events. Process, Advance and
+// Flush must be called from one goroutine at a time.
 type Engine struct {
 	rules    *RuleSet
 	emit     func(Alert) error
 	onReject func(ingest.Record, error)
 	log      *slog.Logger
 	lateness int64
+	maxKeys  int
 
 	since, until int64
 
@@ -87,16 +90,37 @@ type Engine struct {
 	seed    maphash.Seed
 
 	// The fields below belong to the goroutine calling Process.
-	events    *ingest.Dedup[uint64] // nil with SourceDedups
-	fired     *ingest.Dedup[uint64]
+	events *ingest.Dedup[uint64] // nil with SourceDedups
+	// fired records the matches of requests, so that a request counts once
+	// per rule over its stages. With an event set, a request's last stage
+	// (ResponseComplete, Panic) only looks: its duplicates are dropped
+	// before, and no stage comes after it.
+	fired *ingest.Dedup[uint64]
+	// redo holds the events of batches whose alerts could not all be
+	// emitted: the batch comes again and they must not count twice.
+	redo      map[uint64]struct{}
 	watermark int64
 	seq       uint64
 	results   []result
-	perShard  [][]*windowMatch
+	perShard  [][]windowMatch
+	// dec decodes a record again to build the alert of a window that fired.
+	dec      ingest.Decoder
+	suppress *suppressor
+	evicted  map[string]*evictionReport
+	// batch collects a batch's alerts to put them in input order.
+	batch []orderedAlert
 	// unsent are alerts raised but not yet handed to Emit (it failed): they
 	// go first on the next call, so an Emit failure loses no alert.
 	unsent []Alert
 	m      *engineMetrics
+}
+
+// orderedAlert is an alert with the input position of the event that raised
+// it: alerts go out in input order, whatever the batch size.
+type orderedAlert struct {
+	seq  uint64
+	kind int // single-event, window, eviction: in that order for one event
+	a    Alert
 }
 
 // New starts an engine.
@@ -125,12 +149,18 @@ func New(o Options) (*Engine, error) {
 	if o.MaxKeysPerRule <= 0 {
 		o.MaxKeysPerRule = DefaultMaxKeysPerRule
 	}
+	if o.DistinctExact <= 0 {
+		o.DistinctExact = DefaultDistinctExact
+	}
 	e := &Engine{
 		rules: o.Rules, emit: o.Emit, onReject: o.OnReject, log: o.Logger,
-		lateness: int64(o.Lateness), seed: maphash.MakeSeed(),
-		fired: ingest.NewDedup[uint64](2*o.DedupSize, 0),
-		m:     newEngineMetrics(o.Metrics, o.Rules),
+		lateness: int64(o.Lateness), maxKeys: o.MaxKeysPerRule, seed: maphash.MakeSeed(),
+		fired:   ingest.NewDedup[uint64](2*o.DedupSize, 0),
+		m:       newEngineMetrics(o.Metrics, o.Rules),
+		dec:     ingest.Decoder{Annotations: o.Rules.needAnnotations, Extra: o.Rules.needExtra},
+		evicted: map[string]*evictionReport{},
 	}
+	e.suppress = newSuppressor(o.MaxKeysPerRule, e.m)
 	if !o.SourceDedups {
 		e.events = ingest.NewDedup[uint64](2*o.DedupSize, 0)
 	}
@@ -145,35 +175,15 @@ func New(o Options) (*Engine, error) {
 			dec: ingest.Decoder{Annotations: o.Rules.needAnnotations, Extra: o.Rules.needExtra}})
 	}
 	for range shardCount {
-		e.shards = append(e.shards, newShard(o.Lateness, max(1, o.MaxKeysPerRule/shardCount), DefaultMaxPending/shardCount, e.m))
+		e.shards = append(e.shards, newShard(o.Lateness, max(1, o.MaxKeysPerRule/shardCount), o.DistinctExact, e.m))
 	}
-	e.perShard = make([][]*windowMatch, shardCount)
+	e.perShard = make([][]windowMatch, shardCount)
 	return e, nil
 }
 
-// result is what a worker found in one record.
-type result struct {
-	err error
-	// skip is set for events outside [Since, Until].
-	skip bool
-	// t is the event time; evKey identifies (auditID, stage), idKey the
-	// auditID.
-	t            int64
-	evKey, idKey uint64
-	alerts       []ruleAlert
-	window       []*windowMatch
-}
-
-// ruleAlert is a single-event alert with its rule.
-type ruleAlert struct {
-	Alert
-	rule *Rule
-}
-
 // Process decodes and evaluates a batch, emits its alerts, and acks it.
-// Window alerts are emitted when the watermark has passed their events by
-// the lateness, possibly in a later call. On error the batch is acked with
-// the error (so a queue redelivers it) and the error returned.
+// Windows fire at the event that completes them. On error the batch is
+// acked with the error (so a queue redelivers it) and the error returned.
 func (e *Engine) Process(ctx context.Context, b ingest.Batch) error {
 	err := e.process(ctx, b.Records)
 	if b.Ack != nil {
@@ -204,8 +214,9 @@ func (e *Engine) process(ctx context.Context, recs []ingest.Record) error {
 	clear(res)
 	e.match(recs, res)
 
-	// Sequential part: input order decides duplicates, the watermark and
-	// lateness, so the outcome does not depend on the worker count.
+	// Sequential part: input order decides duplicates, the watermark,
+	// lateness and suppression, so the outcome does not depend on the
+	// worker count or the batch size.
 	for i := range res {
 		r := &res[i]
 		e.seq++
@@ -221,38 +232,88 @@ func (e *Engine) process(ctx context.Context, recs []ingest.Record) error {
 			continue
 		}
 		e.m.events.Inc()
-		if e.events != nil && e.events.Seen(r.evKey) {
+		if e.events != nil && e.events.Seen(r.evKey) || e.redone(r.evKey) {
 			e.m.duplicates.Inc()
 			continue
 		}
-		if r.t > e.watermark {
-			e.watermark = r.t
+		e.watermark = max(e.watermark, r.t)
+		if e.watermark-e.suppress.swept >= sweepEvery {
+			e.suppress.sweep(e.watermark - e.lateness)
+			e.suppress.swept = e.watermark
 		}
 		for _, a := range r.alerts {
-			if !e.fired.Seen(firedKey(r.idKey, a.rule, 0, 0)) {
-				e.unsent = append(e.unsent, a.Alert)
+			if e.once(r, firedKey(r.idKey, a.rule, 0, 0)) || !e.suppress.admit(a.rule, a.skey, &a.Alert, e.watermark-e.lateness) {
+				continue
 			}
+			e.batch = append(e.batch, orderedAlert{seq: e.seq, a: a.Alert})
 		}
 		late := false
 		for _, m := range r.window {
-			if e.fired.Seen(firedKey(r.idKey, m.rule, m.step+2, maphash.String(e.seed, m.key))) {
+			if e.once(r, firedKey(r.idKey, m.rule, int(m.step)+2, maphash.String(e.seed, m.key))) {
 				continue
 			}
 			if m.t < e.watermark-e.lateness {
 				late = true
 				continue
 			}
-			m.seq = e.seq
-			i := e.shardIndex(m.rule, m.key)
-			e.perShard[i] = append(e.perShard[i], m)
+			m.seq, m.wm, m.rec = e.seq, e.watermark, int32(i)
+			sh := e.shardIndex(m.rule, m.key)
+			e.perShard[sh] = append(e.perShard[sh], m)
 		}
 		if late {
 			e.m.late.Inc()
 		}
 	}
-	e.runShards(false)
+	e.runShards(recs)
 	e.m.batchSeconds.UpdateDuration(start)
-	return e.sendUnsent()
+	if err := e.sendUnsent(); err != nil {
+		e.markRedo(res)
+		return err
+	}
+	return nil
+}
+
+// once reports whether a request already used rule match key, at an
+// earlier stage or in a duplicate, and records the key.
+func (e *Engine) once(r *result, key uint64) bool {
+	if !r.final || e.events == nil {
+		return e.fired.Seen(key)
+	}
+	if e.fired.Len() == 0 {
+		return false
+	}
+	seen := e.fired.Seen(key)
+	if !seen {
+		e.fired.Forget(key)
+	}
+	return seen
+}
+
+// maxRedo bounds the events remembered from failed batches; past it the
+// oldest failures are forgotten.
+const maxRedo = 1 << 16
+
+// markRedo remembers the events of a batch that was applied but whose
+// alerts were not all emitted: the queue delivers it again.
+func (e *Engine) markRedo(res []result) {
+	if e.redo == nil || len(e.redo)+len(res) > maxRedo {
+		e.redo = map[uint64]struct{}{}
+	}
+	for i := range res {
+		if r := &res[i]; r.err == nil && !r.skip {
+			e.redo[r.evKey] = struct{}{}
+		}
+	}
+}
+
+// redone reports whether an event was applied by a batch that failed, and
+// forgets it.
+func (e *Engine) redone(key uint64) bool {
+	if _, ok := e.redo[key]; ok {
+		delete(e.redo, key)
+		return true
+	}
+	return false
 }
 
 // firedKey identifies a rule's use of a request (its auditID hash), so a
@@ -288,48 +349,71 @@ func (e *Engine) match(recs []ingest.Record, res []result) {
 	wg.Wait()
 }
 
-// runShards hands each shard its matches, waits, and queues the window
-// alerts in a deterministic order.
-func (e *Engine) runShards(flush bool) {
+// runShards hands each shard its matches, waits, and queues the batch's
+// alerts in input order. recs is the batch: a window that fired has its
+// alert built from the record that completed it.
+func (e *Engine) runShards(recs []ingest.Record) {
 	var wg sync.WaitGroup
 	for i, s := range e.shards {
-		ms := e.perShard[i]
-		if len(ms) == 0 && !flush && (len(s.pending) == 0 || s.pending[0].t > e.watermark-e.lateness) {
-			continue
+		if ms := e.perShard[i]; len(ms) > 0 {
+			wg.Go(func() { s.run(ms) })
 		}
-		wg.Go(func() { s.add(ms, e.watermark, flush) })
 	}
 	wg.Wait()
-	var fired []firedAlert
+	var fired []firedRef
+	var evicted []evictRef
 	for i, s := range e.shards {
 		clear(e.perShard[i])
 		e.perShard[i] = e.perShard[i][:0]
-		fired = append(fired, s.alerts...)
-		clear(s.alerts)
-		s.alerts = s.alerts[:0]
+		fired = append(fired, s.fired...)
+		evicted = append(evicted, s.evicted...)
+		clear(s.fired)
+		s.fired = s.fired[:0]
+		s.evicted = s.evicted[:0]
 	}
-	slices.SortFunc(fired, func(a, b firedAlert) int {
-		if c := a.Time.Compare(b.Time); c != 0 {
-			return c
-		}
-		if c := strings.Compare(a.Rule, b.Rule); c != 0 {
-			return c
-		}
-		return strings.Compare(a.GroupKey, b.GroupKey)
+	slices.SortFunc(fired, func(a, b firedRef) int {
+		return cmp.Or(cmp.Compare(a.seq, b.seq), cmp.Compare(a.rule.idx, b.rule.idx), strings.Compare(a.res.key, b.res.key))
 	})
-	// A sequence completed by one event for several keys (a user and its
-	// groups) raises one alert: the first key in order.
-	done := map[string]bool{}
-	for _, f := range fired {
-		if f.sequence {
-			k := f.Rule + "\x00" + f.trigger
-			if done[k] {
-				continue
-			}
-			done[k] = true
+	for i, f := range fired {
+		// A sequence completed by one event for several keys (a user and
+		// its groups) raises one alert: the first key in order.
+		if f.rule.steps != nil && i > 0 && fired[i-1].seq == f.seq && fired[i-1].rule == f.rule {
+			continue
 		}
-		e.unsent = append(e.unsent, f.Alert)
+		ev, err := e.dec.Decode(recs[f.rec].Data)
+		if err != nil {
+			e.log.Error("BUG: a record decoded once does not decode again", "rule", f.rule.Spec.ID, "err", err)
+			continue
+		}
+		if ev.Cluster == "" {
+			ev.Cluster = recs[f.rec].Cluster
+		}
+		if f.rule.outputObjects {
+			ev.LoadObjects()
+		}
+		a := newAlert(f.rule, ev, f.res)
+		if cd := int64(f.rule.Spec.Window.Cooldown); cd > 0 {
+			// One alert per key and cooldown: it is named by the period of
+			// event time it fired in, the same live or replayed whatever
+			// the arrival order.
+			a.Fingerprint = Fingerprint(a.Rule, a.GroupKey, unixUTC(floorDiv(a.LastTime.UnixNano(), cd)*cd))
+		}
+		e.batch = append(e.batch, orderedAlert{seq: f.seq, kind: 1, a: a})
 	}
+	slices.SortStableFunc(evicted, func(a, b evictRef) int { return cmp.Compare(a.seq, b.seq) })
+	for _, ev := range evicted {
+		if a, ok := e.evictionAlert(ev.rule, ev.n, ev.wm); ok {
+			e.batch = append(e.batch, orderedAlert{seq: ev.seq, kind: 2, a: a})
+		}
+	}
+	slices.SortStableFunc(e.batch, func(a, b orderedAlert) int {
+		return cmp.Or(cmp.Compare(a.seq, b.seq), cmp.Compare(a.kind, b.kind))
+	})
+	for _, o := range e.batch {
+		e.unsent = append(e.unsent, o.a)
+	}
+	clear(e.batch)
+	e.batch = e.batch[:0]
 }
 
 // sendUnsent hands the queued alerts to Emit in order, keeping those after
@@ -347,8 +431,9 @@ func (e *Engine) sendUnsent() error {
 	return nil
 }
 
-// Flush releases every buffered window match and emits what fires: the
-// end of a replay.
+// Flush emits what is still due at the end of input: alerts a failed Emit
+// kept, and eviction reports whose hour has passed. Windows hold nothing
+// back: they fire on arrival.
 func (e *Engine) Flush(ctx context.Context) error {
 	if err := ctx.Err(); err != nil {
 		return err
@@ -356,318 +441,32 @@ func (e *Engine) Flush(ctx context.Context) error {
 	if err := e.sendUnsent(); err != nil {
 		return err
 	}
-	e.runShards(true)
+	e.dueEvictionAlerts()
 	return e.sendUnsent()
 }
 
-// Advance moves the watermark to t if it is behind, so window matches are
-// released while no events arrive (live input, with t = now).
+// Advance moves the watermark to t if it is behind (live input, with t the
+// event time that corresponds to now): state nothing can matter to any
+// more is freed, and eviction reports whose hour has passed are emitted.
 func (e *Engine) Advance(ctx context.Context, t time.Time) error {
-	if ns := t.UnixNano(); ns > e.watermark {
-		e.watermark = ns
-	}
 	if err := ctx.Err(); err != nil {
 		return err
 	}
+	e.watermark = max(e.watermark, t.UnixNano())
 	if err := e.sendUnsent(); err != nil {
 		return err
 	}
-	e.runShards(false)
+	var wg sync.WaitGroup
+	for _, s := range e.shards {
+		if e.watermark-s.swept >= sweepEvery {
+			wg.Go(func() { s.sweep(e.watermark) })
+		}
+	}
+	wg.Wait()
+	if e.watermark-e.suppress.swept >= sweepEvery {
+		e.suppress.sweep(e.watermark - e.lateness)
+		e.suppress.swept = e.watermark
+	}
+	e.dueEvictionAlerts()
 	return e.sendUnsent()
-}
-
-// worker decodes and matches records; each has its own decoder and VM.
-type worker struct {
-	// env is the expression environment of the event being evaluated.
-	env          env
-	rs           *RuleSet
-	since, until int64
-	dec          ingest.Decoder
-	vm           vm.VM
-	seed         maphash.Seed
-	m            *engineMetrics
-	log          *slog.Logger
-}
-
-func (w *worker) run(recs []ingest.Record, res []result) {
-	for i := range recs {
-		w.one(&recs[i], &res[i])
-	}
-}
-
-func (w *worker) one(rec *ingest.Record, r *result) {
-	ev, err := w.dec.Decode(rec.Data)
-	if err != nil {
-		r.err = err
-		return
-	}
-	if ev.Cluster == "" {
-		ev.Cluster = rec.Cluster
-	}
-	r.t = ev.Time().UnixNano()
-	if (w.since != 0 && r.t < w.since) || (w.until != 0 && r.t > w.until) {
-		r.skip = true
-		return
-	}
-	var h maphash.Hash
-	h.SetSeed(w.seed)
-	h.WriteString(ev.AuditID)
-	r.idKey = h.Sum64()
-	h.WriteByte(0)
-	h.WriteString(ev.Stage)
-	r.evKey = h.Sum64()
-
-	x := &evalCtx{w: w, ev: ev}
-	for _, rule := range w.rs.index.candidates(ev.ObjectRef.Resource) {
-		if !rule.prefilter(ev) {
-			continue
-		}
-		if rule.match != nil && !rule.matchByChecks && !x.test(rule, rule.match) {
-			continue
-		}
-		if rule.steps == nil && x.excepted(rule) {
-			continue
-		}
-		if rule.outputObjects {
-			x.loadObjects()
-		}
-		if rule.Spec.Window == nil {
-			w.m.matches(rule).Inc()
-			r.alerts = append(r.alerts, ruleAlert{newAlert(rule, ev, windowResult{}), rule})
-			continue
-		}
-		x.windowMatches(rule, r)
-	}
-}
-
-// evalCtx evaluates the rules of one event: it boxes the environment once
-// and decodes the bodies only when an expression that reads them runs.
-type evalCtx struct {
-	w      *worker
-	ev     *ingest.Event
-	envAny any
-	loaded bool
-}
-
-// env returns the expression environment: the worker's env, filled from
-// the event, passed by pointer so the event is not copied to the heap.
-func (x *evalCtx) env() any {
-	if x.envAny == nil {
-		x.w.env = env{eventFields: eventFields(*x.ev), Lists: x.w.rs.Lists}
-		x.envAny = &x.w.env
-	}
-	return x.envAny
-}
-
-func (x *evalCtx) loadObjects() {
-	if !x.loaded {
-		x.loaded = true
-		x.ev.LoadObjects()
-		x.envAny = nil
-	}
-}
-
-// run evaluates p; for a boolean program that reads bodies, its body-free
-// conditions first.
-func (x *evalCtx) run(rule *Rule, p *program) (any, bool) {
-	if p.objects && !x.loaded {
-		if p.pre != nil {
-			if out, ok := x.exec(rule, p.pre); !ok || out != true {
-				return false, ok
-			}
-		}
-		x.loadObjects()
-	}
-	return x.exec(rule, p.p)
-}
-
-func (x *evalCtx) exec(rule *Rule, p *vm.Program) (any, bool) {
-	out, err := x.w.vm.Run(p, x.env())
-	if err != nil {
-		x.w.runtimeError(rule, err)
-		return nil, false
-	}
-	return out, true
-}
-
-func (x *evalCtx) test(rule *Rule, p *program) bool {
-	out, _ := x.run(rule, p)
-	b, _ := out.(bool)
-	return b
-}
-
-func (x *evalCtx) excepted(rule *Rule) bool {
-	for _, p := range rule.exceptions {
-		if x.test(rule, p) {
-			x.w.m.suppressed(rule).Inc()
-			return true
-		}
-	}
-	return false
-}
-
-// windowMatches evaluates a stateful rule's key, distinct value or steps.
-func (x *evalCtx) windowMatches(rule *Rule, r *result) {
-	var owned *ingest.Event
-	own := func() *ingest.Event {
-		if owned == nil {
-			owned = x.ev.Clone()
-		}
-		return owned
-	}
-	t := x.ev.Time().UnixNano()
-	if rule.steps == nil {
-		keys, ok := x.keys(rule, rule.by)
-		if !ok {
-			return
-		}
-		m := &windowMatch{rule: rule, t: t, step: -1}
-		if rule.distinct != nil {
-			v, ok := x.run(rule, rule.distinct)
-			if !ok {
-				return
-			}
-			if m.value = keyString(v); m.value == "" {
-				return
-			}
-		}
-		x.w.m.matches(rule).Inc()
-		for _, k := range keys {
-			mm := *m
-			mm.key, mm.ev = k, own()
-			r.window = append(r.window, &mm)
-		}
-		return
-	}
-	excepted := x.excepted(rule)
-	for i := len(rule.steps) - 1; i >= 0; i-- {
-		st := rule.steps[i]
-		// Exceptions apply to the step that completes the sequence.
-		if (i == len(rule.steps)-1 && excepted) || !x.test(rule, st.match) {
-			continue
-		}
-		keys, ok := x.keys(rule, st.by)
-		if !ok {
-			continue
-		}
-		x.w.m.matches(rule).Inc()
-		for _, k := range keys {
-			r.window = append(r.window, &windowMatch{rule: rule, ev: own(), t: t, step: i, key: k})
-		}
-	}
-}
-
-// keys evaluates key expressions: each yields one value or a list, and the
-// keys are every combination joined by "|". No key (an empty list) means
-// the event cannot be grouped and is skipped.
-func (x *evalCtx) keys(rule *Rule, by []*program) ([]string, bool) {
-	keys := []string{""}
-	for i, p := range by {
-		out, ok := x.run(rule, p)
-		if !ok {
-			return nil, false
-		}
-		vals := keyStrings(out)
-		if len(vals) == 0 {
-			return nil, false
-		}
-		next := make([]string, 0, len(keys)*len(vals))
-		for _, k := range keys {
-			for _, v := range vals {
-				if i > 0 {
-					next = append(next, k+"|"+v)
-				} else {
-					next = append(next, strings.Clone(v))
-				}
-			}
-		}
-		keys = next
-	}
-	return keys, true
-}
-
-func keyStrings(v any) []string {
-	switch v := v.(type) {
-	case []string:
-		return v
-	case []any:
-		out := make([]string, 0, len(v))
-		for _, x := range v {
-			out = append(out, keyString(x))
-		}
-		return out
-	}
-	return []string{keyString(v)}
-}
-
-func keyString(v any) string {
-	switch v := v.(type) {
-	case nil:
-		return ""
-	case string:
-		return strings.Clone(v)
-	case []string:
-		// Join returns a lone element itself: clone, it may point into
-		// the decoder's buffer.
-		return strings.Clone(strings.Join(v, ","))
-	}
-	return fmt.Sprint(v)
-}
-
-func (w *worker) runtimeError(rule *Rule, err error) {
-	c := w.m.ruleErrors(rule)
-	n := c.Get()
-	c.Inc()
-	// Log the 1st, 2nd, 4th, 8th... error of a rule: visible, not a flood.
-	if n&(n+1) == 0 {
-		w.log.Warn("rule expression failed", "rule", rule.Spec.ID, "err", err, "errors", n+1)
-	}
-}
-
-// engineMetrics are the engine's counters; per-rule ones are made up front
-// so workers only increment.
-type engineMetrics struct {
-	set                                *metrics.Set
-	events, rejected, duplicates, late *metrics.Counter
-	filtered                           *metrics.Counter
-	batchSeconds                       *metrics.Histogram
-	windowKeys                         *metrics.Gauge
-	perRule                            map[*Rule]*ruleMetrics
-}
-
-type ruleMetrics struct {
-	matches, suppressed, errors, evictions *metrics.Counter
-}
-
-func newEngineMetrics(s *metrics.Set, rs *RuleSet) *engineMetrics {
-	m := &engineMetrics{
-		set:          s,
-		events:       s.GetOrCreateCounter("vigil_detect_events_total"),
-		rejected:     s.GetOrCreateCounter("vigil_detect_rejected_events_total"),
-		duplicates:   s.GetOrCreateCounter("vigil_detect_duplicate_events_total"),
-		late:         s.GetOrCreateCounter("vigil_detect_late_events_total"),
-		filtered:     s.GetOrCreateCounter("vigil_detect_filtered_events_total"),
-		batchSeconds: s.GetOrCreateHistogram("vigil_detect_batch_duration_seconds"),
-		windowKeys:   s.GetOrCreateGauge("vigil_detect_window_keys", nil),
-		perRule:      map[*Rule]*ruleMetrics{},
-	}
-	for _, r := range rs.Rules {
-		l := fmt.Sprintf(`{rule=%q}`, r.Spec.ID)
-		m.perRule[r] = &ruleMetrics{
-			matches:    s.GetOrCreateCounter("vigil_detect_rule_matches_total" + l),
-			suppressed: s.GetOrCreateCounter("vigil_detect_rule_suppressed_total" + l),
-			errors:     s.GetOrCreateCounter("vigil_detect_rule_errors_total" + l),
-			evictions:  s.GetOrCreateCounter("vigil_detect_window_evictions_total" + l),
-		}
-	}
-	return m
-}
-
-func (m *engineMetrics) matches(r *Rule) *metrics.Counter    { return m.perRule[r].matches }
-func (m *engineMetrics) suppressed(r *Rule) *metrics.Counter { return m.perRule[r].suppressed }
-func (m *engineMetrics) ruleErrors(r *Rule) *metrics.Counter { return m.perRule[r].errors }
-func (m *engineMetrics) evictions(r *Rule) *metrics.Counter  { return m.perRule[r].evictions }
-
-func (m *engineMetrics) alert(rule string, sev Severity) *metrics.Counter {
-	return m.set.GetOrCreateCounter(fmt.Sprintf(`vigil_detect_alerts_total{rule=%q,severity=%q}`, rule, sev))
 }

@@ -37,6 +37,9 @@ type RuleSpec struct {
 	Output string `yaml:"output"`
 	// Window makes the rule stateful; nil means every match alerts.
 	Window *WindowSpec `yaml:"window"`
+	// Suppress collapses alert storms of a single-event rule (on by
+	// default; suppress.go).
+	Suppress *SuppressSpec `yaml:"suppress"`
 	// Enabled defaults to true.
 	Enabled *bool `yaml:"enabled"`
 	// Fixtures are events that must and must not fire the rule.

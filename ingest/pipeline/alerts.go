@@ -20,9 +20,25 @@ type alertBuffer struct {
 	fp      map[string]bool
 }
 
-// emit is the engine's Emit: it leaves out alerts already sent and
-// collects the rest for flushAlerts. It runs with engineMu held.
+// emit is the engine's Emit: it collects the alert, and the incident alert
+// it causes, for flushAlerts. It runs with engineMu held.
 func (s *Server) emit(al detect.Alert) error {
+	if err := s.collect(al); err != nil || s.cfg.Incidents == nil {
+		return err
+	}
+	// Alerts sent before a restart are shown to the tracker too: it
+	// rebuilds the same incidents, and their alerts are dropped as sent.
+	c, ok := s.cfg.Incidents.Observe(al)
+	if !ok {
+		return nil
+	}
+	s.m.incidents.Inc()
+	return s.collect(c.Alert())
+}
+
+// collect leaves out alerts already sent and keeps the rest for
+// flushAlerts.
+func (s *Server) collect(al detect.Alert) error {
 	if s.rebuild.cutShort(s.rules[al.Rule], al) {
 		s.m.alertsSuppressed.Inc()
 		return nil

@@ -160,6 +160,11 @@ func (s *Server) process(ctx context.Context, b ingest.Batch) error {
 	}
 	s.engineMu.Lock()
 	defer s.engineMu.Unlock()
+	if s.cfg.Incidents != nil {
+		for _, r := range b.Records {
+			s.cfg.Incidents.Scan(r.Data)
+		}
+	}
 	if err := s.engine.Process(ctx, b); err != nil {
 		return err
 	}

@@ -15,6 +15,7 @@ import (
 	"github.com/VictoriaMetrics/metrics"
 
 	"github.com/vigil-k8s/vigil/detect"
+	"github.com/vigil-k8s/vigil/detect/incident"
 	"github.com/vigil-k8s/vigil/ingest"
 	"github.com/vigil-k8s/vigil/ingest/webhook"
 )
@@ -104,11 +105,19 @@ type Config struct {
 	// DataDir holds the window state saved at a graceful stop (required).
 	DataDir string
 
-	// Detection: workers, allowed lateness and window keys per rule (the
-	// engine's defaults when zero).
+	// Detection: workers, allowed lateness, window keys per rule and
+	// distinct values counted exactly per key (the engine's defaults when
+	// zero).
 	Workers        int
 	Lateness       time.Duration
 	MaxKeysPerRule int
+	DistinctExact  int
+	// MemoryLimit is the memory, in bytes, serve keeps to: the runtime's
+	// soft limit, and while the live heap is over 80% of it the webhook
+	// and the sources are refused (429) until the heap shrinks. Zero means 90% of the
+	// container's memory limit when there is one, negative none
+	// (ResolveMemoryLimit).
+	MemoryLimit int64
 	// SilenceAfter raises audit-pipeline-silent for a cluster that sent
 	// nothing for this long (default 10m).
 	SilenceAfter time.Duration
@@ -120,6 +129,9 @@ type Config struct {
 	// BeforeBatch, when set, runs before detection takes each batch
 	// (tests stall detection with it).
 	BeforeBatch func(ctx context.Context)
+	// Incidents, when set, groups the alerts into incidents and raises an
+	// alert of rule "incident" when one opens or escalates.
+	Incidents *incident.Tracker
 }
 
 // ConfigError is an error of New that the user must fix in the
@@ -152,13 +164,14 @@ type Server struct {
 	// consuming is read by /readyz, which must never wait for the engine.
 	consuming atomic.Bool
 	ran       atomic.Bool
+	mem       *memoryGuard
 	closeOnce sync.Once
 	closeErr  error
 	m         serverMetrics
 }
 
 type serverMetrics struct {
-	alertsSent, alertsDup, alertsSuppressed, rejected, silent *metrics.Counter
+	alertsSent, alertsDup, alertsSuppressed, rejected, silent, incidents *metrics.Counter
 }
 
 // New checks cfg, restores or rebuilds window state, and binds the
@@ -196,6 +209,7 @@ func New(ctx context.Context, cfg Config) (_ *Server, err error) {
 		alertsSuppressed: s.set.NewCounter("vigil_serve_alerts_rebuild_suppressed_total"),
 		rejected:         s.set.NewCounter("vigil_serve_rejected_events_total"),
 		silent:           s.set.NewCounter("vigil_serve_silent_clusters_total"),
+		incidents:        s.set.NewCounter("vigil_serve_incident_alerts_total"),
 	}
 	for _, r := range cfg.Rules.Rules {
 		s.rules[r.Spec.ID] = r
@@ -205,10 +219,11 @@ func New(ctx context.Context, cfg Config) (_ *Server, err error) {
 	if err := s.reconcileAlerts(ctx); err != nil {
 		return nil, err
 	}
+	s.mem = newMemoryGuard(ResolveMemoryLimit(cfg.MemoryLimit), s.set)
 	s.engine, err = detect.New(detect.Options{
 		Rules: cfg.Rules, Workers: cfg.Workers, Emit: s.emit, Metrics: s.set,
 		Logger: s.log.With("component", "detect"), Lateness: cfg.Lateness,
-		MaxKeysPerRule: cfg.MaxKeysPerRule,
+		MaxKeysPerRule: cfg.MaxKeysPerRule, DistinctExact: cfg.DistinctExact,
 		// The queue drops duplicates, with larger bounds.
 		SourceDedups: true,
 		OnReject: func(r ingest.Record, err error) {
@@ -232,7 +247,7 @@ func New(ctx context.Context, cfg Config) (_ *Server, err error) {
 	}
 
 	wo := cfg.Webhook
-	wo.Queue, wo.DeadLetters = cfg.Queue, cfg.Queue
+	wo.Queue, wo.DeadLetters = s.publisher(), cfg.Queue
 	wo.Logger, wo.Metrics = s.log.With("component", "webhook"), s.set
 	if wo.MaxEventBytes == 0 {
 		wo.MaxEventBytes = min(webhook.DefaultMaxEventBytes, cfg.Queue.MaxRecordSize())
@@ -260,6 +275,9 @@ func New(ctx context.Context, cfg Config) (_ *Server, err error) {
 	return s, nil
 }
 
+// publisher is the queue as inputs see it: refused while memory is short.
+func (s *Server) publisher() Publisher { return guardedPublisher{s.cfg.Queue, s.mem} }
+
 // WebhookAddr is the address the webhook listens on.
 func (s *Server) WebhookAddr() net.Addr { return s.wl.Addr() }
 
@@ -273,10 +291,11 @@ func (s *Server) OpsAddr() net.Addr {
 
 // Run serves until ctx is done or a part fails, then stops gracefully:
 // the webhook answers 503 and finishes the requests in progress, detection
-// processes what the queue holds, window matches are flushed and their
-// alerts stored, the window state is saved, the sinks are given the rest of
-// the drain time to deliver, and only then are the alert store and the
-// queue closed. Run may be called once.
+// processes what the queue holds, the alerts still due are stored, the
+// window state is saved, the sinks are given the rest of the drain time to
+// deliver, and only then are the alert store and the queue closed. While it
+// runs, memory is watched: over the limit, inputs are refused (memory.go).
+// Run may be called once.
 func (s *Server) Run(ctx context.Context) error {
 	if s.ran.Swap(true) {
 		return errors.New("pipeline: Run called twice")
@@ -285,6 +304,10 @@ func (s *Server) Run(ctx context.Context) error {
 	defer stopConsume()
 	consumerDone := make(chan error, 1)
 	go func() { consumerDone <- s.consume(consumeCtx) }()
+	memCtx, stopMem := context.WithCancel(context.WithoutCancel(ctx))
+	memDone := make(chan struct{})
+	go func() { defer close(memDone); s.mem.run(memCtx) }()
+	defer func() { stopMem(); <-memDone }()
 
 	errc := make(chan error, 2+len(s.cfg.Sources))
 	srcCtx, stopSources := context.WithCancel(context.WithoutCancel(ctx))
@@ -292,7 +315,7 @@ func (s *Server) Run(ctx context.Context) error {
 	var sources sync.WaitGroup
 	for _, src := range s.cfg.Sources {
 		sources.Go(func() {
-			if err := src.Run(srcCtx, s.cfg.Queue); err != nil && srcCtx.Err() == nil {
+			if err := src.Run(srcCtx, s.publisher()); err != nil && srcCtx.Err() == nil {
 				errc <- fmt.Errorf("source %s: %w", src.Name(), err)
 			}
 		})
@@ -319,7 +342,7 @@ func (s *Server) Run(ctx context.Context) error {
 	}
 	s.recv.SetReady(true)
 	s.log.Info("vigil serve ready", "webhook", s.webhookURL(), "ops", addrString(s.OpsAddr()),
-		"data_dir", s.cfg.DataDir, "rules", len(s.cfg.Rules.Rules))
+		"data_dir", s.cfg.DataDir, "rules", len(s.cfg.Rules.Rules), "memory_limit", s.mem.limit)
 
 	var runErr error
 	select {
@@ -365,8 +388,9 @@ func (s *Server) Run(ctx context.Context) error {
 	return runErr
 }
 
-// flushWindows emits what the buffered window matches raise, stores those
-// alerts and, with save, writes the window state for the next start.
+// flushWindows emits the alerts still due (windows fire on arrival; an
+// eviction report may wait for its hour), stores them and, with save,
+// writes the window state for the next start.
 func (s *Server) flushWindows(ctx context.Context, save bool) error {
 	s.engineMu.Lock()
 	defer s.engineMu.Unlock()

@@ -20,9 +20,9 @@ const WindowsFile = "windows.json"
 
 // RebuildSpan is how much already processed history a restart after a
 // crash re-reads: the longest window plus its cooldown (a cooldown
-// suppresses alerts for that long after a window fired), plus the allowed
-// lateness. A Rereader queue must keep acknowledged events at least that
-// long.
+// suppresses alerts for that long after a window fired), or the longest
+// suppression of a single-event rule, plus the allowed lateness. A
+// Rereader queue must keep acknowledged events at least that long.
 func RebuildSpan(rs *detect.RuleSet, lateness time.Duration) time.Duration {
 	if lateness <= 0 {
 		lateness = detect.DefaultLateness
@@ -32,6 +32,7 @@ func RebuildSpan(rs *detect.RuleSet, lateness time.Duration) time.Duration {
 		if w := r.Spec.Window; w != nil {
 			longest = max(longest, time.Duration(w.Within)+time.Duration(w.Cooldown))
 		}
+		longest = max(longest, r.SuppressFor())
 	}
 	return longest + lateness
 }
