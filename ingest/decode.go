@@ -34,6 +34,8 @@ type Decoder struct {
 	ips    []string
 	ann    map[string]string
 	lazy   lazyObjects
+	// part holds the readable members of an event being salvaged.
+	part []byte
 }
 
 // lazyObjects holds the unparsed request and response bodies of the event
@@ -70,11 +72,13 @@ func (e *Event) HasResponseObject() bool {
 }
 
 // Decode parses one audit event. The returned Event is valid until the next
-// call to Decode. Errors wrap ErrNotEvent and say what is wrong.
+// call to Decode. Errors wrap ErrNotEvent and say what is wrong. JSON the
+// parser refuses is salvaged when its metadata can be read: the event is
+// returned without the unreadable parts and marked Vigil.BodyUnparsed.
 func (d *Decoder) Decode(data []byte) (*Event, error) {
 	v, err := d.p.ParseBytes(data)
 	if err != nil {
-		return nil, fmt.Errorf("%w: malformed JSON: %v", ErrNotEvent, err)
+		return d.salvage(data, err)
 	}
 	return d.decodeValue(v)
 }
@@ -142,16 +146,28 @@ func (d *Decoder) decodeValue(v *fastjson.Value) (*Event, error) {
 		case "stageTimestamp":
 			st = v.GetStringBytes()
 		case "annotations":
-			if d.Annotations && v.Type() == fastjson.TypeObject {
+			if v.Type() != fastjson.TypeObject {
+				return
+			}
+			if d.Annotations {
 				if d.ann == nil {
 					d.ann = make(map[string]string)
 				}
 				clear(d.ann)
-				v.GetObject().Visit(func(k []byte, v *fastjson.Value) {
+			}
+			v.GetObject().Visit(func(k []byte, v *fastjson.Value) {
+				if d.Annotations {
 					d.ann[b2s(k)] = str(v)
-				})
+				}
+				readMark(&e.Vigil, b2s(k), str(v))
+			})
+			if d.Annotations {
 				e.Annotations = d.ann
 			}
+		case "vigil":
+			// vigil's own serialized events (window snapshots) carry
+			// the marks; they only ever add to what the decoder finds.
+			decodeMarks(v, &e.Vigil)
 		}
 	})
 	if badField != "" {
@@ -196,6 +212,35 @@ func (d *Decoder) decodeValue(v *fastjson.Value) (*Event, error) {
 		e.lazy = &d.lazy
 	}
 	return e, nil
+}
+
+// readMark notes the annotations that mark an event.
+func readMark(m *Marks, key, value string) {
+	switch key {
+	case AnnotationTruncated, AnnotationAPIServerTruncated:
+		m.Truncated = m.Truncated || value == "true"
+	case AnnotationSource:
+		m.Source = value
+	}
+}
+
+func decodeMarks(v *fastjson.Value, m *Marks) {
+	o := v.GetObject()
+	if o == nil {
+		return
+	}
+	o.Visit(func(k []byte, v *fastjson.Value) {
+		switch string(k) {
+		case "bodyUnparsed":
+			m.BodyUnparsed = m.BodyUnparsed || v.Type() == fastjson.TypeTrue
+		case "truncated":
+			m.Truncated = m.Truncated || v.Type() == fastjson.TypeTrue
+		case "source":
+			if m.Source == "" {
+				m.Source = str(v)
+			}
+		}
+	})
 }
 
 func decodeUser(v *fastjson.Value, u *UserInfo, groups []string, extra bool) []string {

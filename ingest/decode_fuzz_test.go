@@ -9,7 +9,8 @@ import (
 )
 
 // FuzzDecode feeds the decoder real, generated and broken events: it must
-// never panic, and an event it accepts has an auditID, a stage and a time.
+// never panic, an event it accepts has an auditID, a stage and a time, and
+// Truncate keeps such an event's identity without its bodies.
 //
 //	go test ./ingest -run '^$' -fuzz FuzzDecode -fuzztime 60s
 func FuzzDecode(f *testing.F) {
@@ -34,6 +35,10 @@ func FuzzDecode(f *testing.F) {
 		`{"auditID":"a","stage":"s","verb":"v","requestReceivedTimestamp":"2026-11-22T06:25:37Z","user":[],"objectRef":"x","responseStatus":{"code":"200"},"sourceIPs":{},"annotations":[1]}`,
 		`{"auditID":"a","stage":"s","verb":"v","requestReceivedTimestamp":"2026-11-22T06:25:37Z","user":{"groups":[1,{},null],"extra":{"k":"notalist"}}}`,
 		`{"auditID":"a","stage":"s","verb":"v","requestReceivedTimestamp":"2026-11-22T06:25:37Z","requestObject":[{"a":[1,2,{"b":null}]}],"responseObject":"s"}`,
+		`{"auditID":"a","stage":"s","verb":"v","requestObject":` + deepJSON(200) + `,"requestReceivedTimestamp":"2026-11-22T06:25:37Z"}`,
+		`{"auditID":"a","stage":"s","verb":"v","requestReceivedTimestamp":"2026-11-22T06:25:37Z","annotations":{"vigil.dev/truncated":"true","vigil.dev/source":"x"},"vigil":{"bodyUnparsed":true}}`,
+		`{"auditID":"a","stage":"s","verb":"v","requestReceivedTimestamp":"2026-11-22T06:25:37Z","requestObject":{"a":[1,{"b"`,
+		`{"auditID":"a","stage":"s","verb":"v","requ\u0065stObject":{"x":1},"requestReceivedTimestamp":"2026-11-22T06:25:37Z"} trailing`,
 		"{\"auditID\":\"\xff\xfe\",\"stage\":\"s\",\"verb\":\"v\",\"requestReceivedTimestamp\":\"2026-11-22T06:25:37Z\"}",
 	} {
 		seeds = append(seeds, []byte(s))
@@ -55,8 +60,19 @@ func FuzzDecode(f *testing.F) {
 		}
 		ev.LoadObjects()
 		c := ev.Clone()
-		if c.AuditID != ev.AuditID || c.Stage != ev.Stage || !c.Time().Equal(ev.Time()) {
+		if c.AuditID != ev.AuditID || c.Stage != ev.Stage || !c.Time().Equal(ev.Time()) || c.Vigil != ev.Vigil {
 			t.Fatalf("clone %+v differs from %+v", c, ev)
+		}
+		out, err := Truncate(data, 1<<30)
+		if err != nil {
+			t.Fatalf("Truncate of an event: %v", err)
+		}
+		tr, err := dec.Decode(out)
+		if err != nil {
+			t.Fatalf("Truncate gave %q, not an event: %v", out, err)
+		}
+		if tr.AuditID != c.AuditID || tr.Stage != c.Stage || tr.Verb != c.Verb || !tr.Vigil.Truncated || tr.HasRequestObject() || tr.HasResponseObject() {
+			t.Fatalf("Truncate gave %+v for %+v", tr, c)
 		}
 	})
 }

@@ -42,7 +42,39 @@ type Event struct {
 	// by the apiserver).
 	Cluster string `expr:"cluster" json:"cluster,omitempty"`
 
+	// Vigil says how completely the event could be read.
+	Vigil Marks `expr:"vigil" json:"vigil"`
+
 	lazy *lazyObjects
+}
+
+// Annotations by which the producer of an event's JSON tells the decoder
+// what it left out or where the event came from: readers of cloud log
+// envelopes, and the webhook for an event over its size limit.
+const (
+	// AnnotationTruncated "true": the bodies (or more) were removed.
+	AnnotationTruncated = "vigil.dev/truncated"
+	// AnnotationSource names the source the event came from.
+	AnnotationSource = "vigil.dev/source"
+	// AnnotationAPIServerTruncated "true" is set by the apiserver's own
+	// truncating audit backend when it removed the bodies.
+	AnnotationAPIServerTruncated = "audit.k8s.io/truncated"
+)
+
+// Marks are what the decoder noted about an event beyond the audit API.
+// Only ever set by reading, never cleared: an event that claims less than
+// its annotations say is still marked.
+type Marks struct {
+	// BodyUnparsed: the event's JSON could not be decoded whole (a request
+	// or response body nested deeper than the parser goes, or JSON broken
+	// after the metadata). The fields that could be read are set; the
+	// unreadable parts, bodies first, are missing.
+	BodyUnparsed bool `expr:"bodyUnparsed" json:"bodyUnparsed,omitempty"`
+	// Truncated: the producer removed the bodies because the event was too
+	// large (annotation vigil.dev/truncated or audit.k8s.io/truncated "true").
+	Truncated bool `expr:"truncated" json:"truncated,omitempty"`
+	// Source is the annotation vigil.dev/source.
+	Source string `expr:"source" json:"source,omitempty"`
 }
 
 // UserInfo is the authenticated (or impersonated) user of a request.
@@ -122,7 +154,7 @@ func (e *Event) visitStrings(f func(*string)) {
 		&e.User.Username, &e.User.UID, &e.ImpersonatedUser.Username, &e.ImpersonatedUser.UID,
 		&e.ObjectRef.Resource, &e.ObjectRef.Namespace, &e.ObjectRef.Name, &e.ObjectRef.UID,
 		&e.ObjectRef.APIGroup, &e.ObjectRef.APIVersion, &e.ObjectRef.ResourceVersion, &e.ObjectRef.Subresource,
-		&e.ResponseStatus.Status, &e.ResponseStatus.Reason, &e.ResponseStatus.Message} {
+		&e.ResponseStatus.Status, &e.ResponseStatus.Reason, &e.ResponseStatus.Message, &e.Vigil.Source} {
 		f(s)
 	}
 	for i := range e.User.Groups {

@@ -20,8 +20,6 @@ import (
 	"strings"
 	"unsafe"
 
-	"github.com/valyala/fastjson"
-
 	"github.com/vigil-k8s/vigil/ingest"
 )
 
@@ -45,6 +43,12 @@ type Options struct {
 	// (origin is "file:line" or "file"). The read goes on; return a non-nil
 	// error from OnError to stop it (strict mode).
 	OnError func(origin string, err error) error
+	// OnSalvage, when set, is told about every record whose JSON cannot be
+	// decoded whole but whose metadata can: detection evaluates what can be
+	// read of it, marked vigil.bodyUnparsed. err says what is wrong. The
+	// record is passed on either way; one that is not an event at all is
+	// left for the decoder to reject.
+	OnSalvage func(origin string, err error)
 }
 
 // Reader yields batches of records from a list of inputs, in order.
@@ -59,6 +63,8 @@ type Reader struct {
 	inputs []input
 	cur    *fileReader
 	stdin  io.Reader
+	// dec checks the records that are not whole JSON, for OnSalvage.
+	dec ingest.Decoder
 	// Lines and Bytes count what was read.
 	Lines, Bytes int64
 }
@@ -295,9 +301,10 @@ type fileReader struct {
 	br      *bufio.Reader
 	line    int
 	// doc holds the records of a whole-file JSON document, served in
-	// batches.
-	doc []ingest.Record
-	p   fastjson.Parser
+	// batches; docErr says where the document broke off, reported after
+	// the records before it.
+	doc    []ingest.Record
+	docErr error
 }
 
 func (r *Reader) open(in input) (*fileReader, error) {
@@ -361,58 +368,30 @@ func (fr *fileReader) maybeDocument(r *Reader) error {
 	if len(data) > maxDocumentBytes {
 		return fmt.Errorf("JSON document larger than %d bytes", maxDocumentBytes)
 	}
-	recs, err := fr.split(data, r.opts.Cluster, fr.label)
-	if err != nil {
-		return err
-	}
-	fr.doc = recs
+	fr.doc, fr.docErr = split(data, r.opts.Cluster, fr.label)
 	if fr.doc == nil {
 		fr.doc = []ingest.Record{}
 	}
 	return nil
 }
 
-// split turns a JSON value into records: an EventList's items, an array's
-// elements, or the value itself.
-func (fr *fileReader) split(data []byte, cluster, origin string) ([]ingest.Record, error) {
-	v, err := fr.p.ParseBytes(data)
-	if err != nil {
-		return nil, fmt.Errorf("malformed JSON: %v", err)
-	}
-	var items []*fastjson.Value
-	switch v.Type() {
-	case fastjson.TypeArray:
-		items = v.GetArray()
-	case fastjson.TypeObject:
-		if k := string(v.GetStringBytes("kind")); k == "EventList" {
-			if av := string(v.GetStringBytes("apiVersion")); av != "" && av != ingest.APIVersionV1 && av != ingest.APIVersionV1beta1 {
-				return nil, fmt.Errorf("EventList apiVersion %q, want %s", av, ingest.APIVersionV1)
-			}
-			items = v.GetArray("items")
-		} else {
-			items = []*fastjson.Value{v}
-		}
-	default:
-		return nil, fmt.Errorf("want a JSON object or array, got %s", v.Type())
-	}
-	recs := make([]ingest.Record, 0, len(items))
-	for i, it := range items {
-		recs = append(recs, ingest.Record{Data: it.MarshalTo(nil), Cluster: cluster,
-			Origin: fmt.Sprintf("%s: item %d", origin, i+1)})
-	}
-	return recs, nil
-}
-
 // next appends up to max records.
 func (fr *fileReader) next(recs []ingest.Record, max int, r *Reader) ([]ingest.Record, error) {
 	if fr.doc != nil {
 		n := min(max-len(recs), len(fr.doc))
-		recs = append(recs, fr.doc[:n]...)
-		fr.doc = fr.doc[n:]
-		if len(fr.doc) == 0 {
-			return recs, io.EOF
+		for _, rec := range fr.doc[:n] {
+			recs = r.add(recs, rec)
 		}
-		return recs, nil
+		fr.doc = fr.doc[n:]
+		if len(fr.doc) > 0 {
+			return recs, nil
+		}
+		if fr.docErr != nil {
+			if stop := r.report(fr.label, fr.docErr); stop != nil {
+				return recs, stopError{stop}
+			}
+		}
+		return recs, io.EOF
 	}
 	for len(recs) < max {
 		line, err := fr.readLine(r.opts.MaxLineBytes)
@@ -425,15 +404,17 @@ func (fr *fileReader) next(recs []ingest.Record, max int, r *Reader) ([]ingest.R
 			r.Bytes += int64(len(line))
 			origin := r.origin(fr.label, fr.line)
 			if isEventList(line) || line[0] == '[' {
-				items, serr := fr.split(line, r.opts.Cluster, origin)
+				items, serr := split(line, r.opts.Cluster, origin)
+				for _, rec := range items {
+					recs = r.add(recs, rec)
+				}
 				if serr != nil {
 					if stop := r.report(origin, serr); stop != nil {
 						return recs, stopError{stop}
 					}
 				}
-				recs = append(recs, items...)
 			} else {
-				recs = append(recs, ingest.Record{Data: line, Cluster: r.opts.Cluster, Origin: origin})
+				recs = r.add(recs, ingest.Record{Data: line, Cluster: r.opts.Cluster, Origin: origin})
 			}
 		}
 		if err != nil {
@@ -505,13 +486,6 @@ func (fr *fileReader) readLine(limit int) ([]byte, error) {
 		}
 		return bytes.TrimSpace(buf), err
 	}
-}
-
-// isEventList recognizes a one-line EventList document by its kind near
-// the start (the apiserver writes kind first).
-func isEventList(line []byte) bool {
-	head := line[:min(len(line), 128)]
-	return bytes.Contains(head, []byte(`"kind":"EventList"`)) || bytes.Contains(head, []byte(`"kind": "EventList"`))
 }
 
 func (fr *fileReader) close() {

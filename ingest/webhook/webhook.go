@@ -26,7 +26,6 @@ import (
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
-	"github.com/valyala/fastjson"
 
 	"github.com/vigil-k8s/vigil/ingest"
 	"github.com/vigil-k8s/vigil/ingest/internal/gate"
@@ -85,7 +84,7 @@ type Receiver struct {
 	ready  atomic.Bool
 	// requests lets requests in until Drain, which waits for those inside.
 	requests gate.Gate
-	parsers  fastjson.ParserPool
+	decoders sync.Pool
 	bufs     sync.Pool
 
 	mu       sync.Mutex
@@ -276,9 +275,12 @@ func (r *Receiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		r.refuse(w, cluster, http.StatusBadRequest, ReasonReadError, "read body: "+err.Error())
 		return
 	}
-	p := r.parsers.Get()
-	defer r.parsers.Put(p)
-	items, code, reason, msg := parseBody(p, buf.Bytes())
+	dec, _ := r.decoders.Get().(*ingest.Decoder)
+	if dec == nil {
+		dec = new(ingest.Decoder)
+	}
+	defer r.decoders.Put(dec)
+	items, code, reason, msg := parseBody(dec, buf.Bytes())
 	if code != 0 {
 		r.refuse(w, cluster, code, reason, msg)
 		return
@@ -337,141 +339,34 @@ func (r *Receiver) authenticate(req *http.Request) (int, string, string) {
 	return 0, "", ""
 }
 
-// item is one event of a request: its JSON, or why it was refused.
-type item struct {
-	data   []byte
-	key    string
-	reason string // "" when valid
-	detail string
-}
-
-// parseBody checks the document and returns its items. A non-zero code
-// refuses the whole request.
-func parseBody(p *fastjson.Parser, body []byte) ([]item, int, string, string) {
-	v, err := p.ParseBytes(body)
-	if err != nil {
-		return nil, http.StatusBadRequest, ReasonMalformed, "body is not JSON: " + err.Error()
-	}
-	o, err := v.Object()
-	if err != nil {
-		return nil, http.StatusBadRequest, ReasonMalformed, "body is a JSON " + v.Type().String() + ", want an EventList or Event object"
-	}
-	kind := string(o.Get("kind").GetStringBytes())
-	apiVersion := string(o.Get("apiVersion").GetStringBytes())
-	switch kind {
-	case "EventList":
-		if apiVersion != ingest.APIVersionV1 && apiVersion != ingest.APIVersionV1beta1 {
-			return nil, http.StatusBadRequest, ReasonAPIVersion, fmt.Sprintf("apiVersion %q, want %s", apiVersion, ingest.APIVersionV1)
-		}
-		iv := o.Get("items")
-		if iv == nil || iv.Type() == fastjson.TypeNull {
-			return nil, 0, "", ""
-		}
-		arr, err := iv.Array()
-		if err != nil {
-			return nil, http.StatusBadRequest, ReasonMalformed, "items is a JSON " + iv.Type().String() + ", want an array"
-		}
-		items := make([]item, len(arr))
-		// The items are stored as they came: slices of the body, not a
-		// re-encoding, which would cost as much as the parse.
-		raw := rawItems(body)
-		if len(raw) != len(arr) {
-			raw = nil
-		}
-		var arena []byte
-		for i, it := range arr {
-			items[i] = checkItem(it)
-			if raw != nil {
-				items[i].data = raw[i]
-				continue
-			}
-			// A document the scanner does not follow (escaped key names)
-			// is re-encoded instead.
-			start := len(arena)
-			arena = it.MarshalTo(arena)
-			// Earlier slices keep pointing into the arena's old array
-			// when it grows, which still holds their bytes.
-			items[i].data = arena[start:len(arena):len(arena)]
-		}
-		return items, 0, "", ""
-	case "Event", "":
-		if kind == "" && o.Get("auditID") == nil {
-			return nil, http.StatusBadRequest, ReasonKind, "body has no kind and is not an audit event, want kind EventList or Event"
-		}
-		if apiVersion != "" && apiVersion != ingest.APIVersionV1 && apiVersion != ingest.APIVersionV1beta1 {
-			return nil, http.StatusBadRequest, ReasonAPIVersion, fmt.Sprintf("apiVersion %q, want %s", apiVersion, ingest.APIVersionV1)
-		}
-		it := checkItem(v)
-		if it.reason != "" {
-			return nil, http.StatusBadRequest, it.reason, it.detail
-		}
-		it.data = body
-		return []item{it}, 0, "", ""
-	}
-	return nil, http.StatusBadRequest, ReasonKind, fmt.Sprintf("kind %q, want EventList or Event", kind)
-}
-
-// checkItem checks what detection and de-duplication need of an event.
-func checkItem(v *fastjson.Value) item {
-	bad := func(format string, a ...any) item {
-		return item{reason: ReasonBadEvent, detail: fmt.Sprintf(format, a...)}
-	}
-	o, err := v.Object()
-	if err != nil {
-		return bad("item is a JSON %s, want an object", v.Type())
-	}
-	if k := o.Get("kind"); k != nil && string(k.GetStringBytes()) != "Event" {
-		return bad("item kind %s, want Event", k)
-	}
-	if a := o.Get("apiVersion"); a != nil {
-		if s := string(a.GetStringBytes()); s != ingest.APIVersionV1 && s != ingest.APIVersionV1beta1 {
-			return bad("item apiVersion %s, want %s", a, ingest.APIVersionV1)
-		}
-	}
-	id := o.Get("auditID").GetStringBytes()
-	if len(id) == 0 {
-		return bad("item has no auditID")
-	}
-	stage := o.Get("stage").GetStringBytes()
-	if len(stage) == 0 {
-		return bad("event %s has no stage", id)
-	}
-	if o.Get("verb") == nil && o.Get("requestURI") == nil {
-		return bad("event %s has no verb and no requestURI", id)
-	}
-	ts := 0
-	for _, f := range []string{"requestReceivedTimestamp", "stageTimestamp"} {
-		tv := o.Get(f)
-		if tv == nil {
-			continue
-		}
-		b := tv.GetStringBytes()
-		if b == nil {
-			return bad("event %s: %s is not a string", id, f)
-		}
-		if _, err := ingest.ParseTime(b); err != nil {
-			return bad("event %s: %s: %v", id, f, err)
-		}
-		ts++
-	}
-	if ts == 0 {
-		return bad("event %s has no requestReceivedTimestamp", id)
-	}
-	return item{key: ingest.DedupKey(string(id), string(stage))}
-}
-
 // accept dead-letters the bad items, publishes the rest and answers.
 func (r *Receiver) accept(ctx context.Context, w http.ResponseWriter, cluster string, items []item) {
 	entries := make([]ingest.Entry, 0, len(items))
 	var dead []ingest.DeadLetter
+	salvaged, truncated := 0, 0
 	for _, it := range items {
 		if it.reason == "" && len(it.data) > r.opts.MaxEventBytes {
-			it.reason = ReasonEventTooBig
-			it.detail = fmt.Sprintf("event %s is %d bytes, over the limit of %d", it.key, len(it.data), r.opts.MaxEventBytes)
+			detail := fmt.Sprintf("event %s is %d bytes, over the limit of %d", it.key, len(it.data), r.opts.MaxEventBytes)
+			// The whole item is kept for a person; its metadata goes on
+			// to detection, so that a padded object does not hide who
+			// did what.
+			meta, err := ingest.Truncate(it.data, r.opts.MaxEventBytes)
+			if err == nil {
+				entries = append(entries, ingest.Entry{Record: ingest.Record{Data: meta, Cluster: cluster}, Key: it.key})
+				truncated++
+				detail += "; its metadata was accepted without the bodies"
+			} else {
+				detail += "; its metadata could not be kept either: " + err.Error()
+			}
+			dead = append(dead, ingest.DeadLetter{Cluster: cluster, Reason: ReasonEventTooBig + ": " + detail, Data: it.data})
+			continue
 		}
 		if it.reason != "" {
 			dead = append(dead, ingest.DeadLetter{Cluster: cluster, Reason: it.reason + ": " + it.detail, Data: it.data})
 			continue
+		}
+		if it.salvaged {
+			salvaged++
 		}
 		entries = append(entries, ingest.Entry{Record: ingest.Record{Data: it.data, Cluster: cluster}, Key: it.key})
 	}
@@ -502,6 +397,14 @@ func (r *Receiver) accept(ctx context.Context, w http.ResponseWriter, cluster st
 		return
 	}
 	r.opts.Metrics.GetOrCreateCounter(`vigil_webhook_received_events_total{cluster="` + cluster + `"}`).Add(len(entries))
+	if salvaged > 0 {
+		r.opts.Metrics.GetOrCreateCounter(`vigil_webhook_salvaged_events_total{cluster="` + cluster + `"}`).Add(salvaged)
+		r.log.Warn("webhook events accepted whose JSON could not be decoded whole; detection reads their metadata",
+			"cluster", cluster, "events", salvaged)
+	}
+	if truncated > 0 {
+		r.opts.Metrics.GetOrCreateCounter(`vigil_webhook_truncated_events_total{cluster="` + cluster + `"}`).Add(truncated)
+	}
 	if len(entries) > 0 {
 		r.mu.Lock()
 		r.lastSeen[cluster] = r.opts.Now()
@@ -509,111 +412,4 @@ func (r *Receiver) accept(ctx context.Context, w http.ResponseWriter, cluster st
 	}
 	w.Header().Set("Content-Type", "application/json")
 	fmt.Fprintf(w, `{"accepted":%d,"deadLettered":%d}`+"\n", len(entries), len(dead))
-}
-
-// rawItems returns the elements of the top-level "items" array of body, a
-// JSON document already validated, as slices of body; nil when it has no
-// such array. Like fastjson's Object.Get it takes the first "items" key.
-func rawItems(body []byte) [][]byte {
-	i := skipSpace(body, 0)
-	if i >= len(body) || body[i] != '{' {
-		return nil
-	}
-	i = skipSpace(body, i+1)
-	for i < len(body) && body[i] == '"' {
-		end := skipString(body, i)
-		key := body[i+1 : end-1]
-		i = skipSpace(body, end)
-		if i >= len(body) || body[i] != ':' {
-			return nil
-		}
-		i = skipSpace(body, i+1)
-		if string(key) == "items" {
-			return arrayElems(body, i)
-		}
-		i = skipSpace(body, skipValue(body, i))
-		if i < len(body) && body[i] == ',' {
-			i = skipSpace(body, i+1)
-		}
-	}
-	return nil
-}
-
-// arrayElems splits the array at body[i:].
-func arrayElems(body []byte, i int) [][]byte {
-	if i >= len(body) || body[i] != '[' {
-		return nil
-	}
-	out := make([][]byte, 0, 64)
-	i = skipSpace(body, i+1)
-	for i < len(body) && body[i] != ']' {
-		end := skipValue(body, i)
-		out = append(out, body[i:end:end])
-		i = skipSpace(body, end)
-		if i < len(body) && body[i] == ',' {
-			i = skipSpace(body, i+1)
-		}
-	}
-	return out
-}
-
-func skipSpace(b []byte, i int) int {
-	for i < len(b) && (b[i] == ' ' || b[i] == '\t' || b[i] == '\n' || b[i] == '\r') {
-		i++
-	}
-	return i
-}
-
-// skipString returns the index after the string starting at b[i] ('"').
-// A quote ends the string unless an odd number of backslashes precede it.
-func skipString(b []byte, i int) int {
-	for i++; i < len(b); {
-		j := bytes.IndexByte(b[i:], '"')
-		if j < 0 {
-			return len(b)
-		}
-		i += j
-		k := i
-		for k > 0 && b[k-1] == '\\' {
-			k--
-		}
-		i++
-		if (i-1-k)%2 == 0 {
-			return i
-		}
-	}
-	return len(b)
-}
-
-// skipValue returns the index after the value starting at b[i].
-func skipValue(b []byte, i int) int {
-	if i >= len(b) {
-		return i
-	}
-	switch b[i] {
-	case '"':
-		return skipString(b, i)
-	case '{', '[':
-		depth := 0
-		for i < len(b) {
-			switch b[i] {
-			case '"':
-				i = skipString(b, i)
-				continue
-			case '{', '[':
-				depth++
-			case '}', ']':
-				depth--
-				if depth == 0 {
-					return i + 1
-				}
-			}
-			i++
-		}
-		return i
-	}
-	for i < len(b) && b[i] != ',' && b[i] != '}' && b[i] != ']' && b[i] != ' ' && b[i] != '\t' && b[i] != '\n' && b[i] != '\r' {
-		i++
-	}
-	return i
 }

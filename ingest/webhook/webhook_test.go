@@ -15,8 +15,8 @@ import (
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
-	"github.com/valyala/fastjson"
 
+	"github.com/vigil-k8s/vigil/ingest"
 	"github.com/vigil-k8s/vigil/ingest/memqueue"
 	"github.com/vigil-k8s/vigil/ingest/tlsutil"
 )
@@ -120,6 +120,14 @@ func TestReceiver_Refusals(t *testing.T) {
 	delete(noStage, "stage")
 	badTime := withID("bad-time")
 	badTime["requestReceivedTimestamp"] = "yesterday"
+	manyGroups := withID("many-groups")
+	groups := make([]string, 3000)
+	for i := range groups {
+		groups[i] = fmt.Sprintf("group-%d", i)
+	}
+	manyGroups["user"] = map[string]any{"username": "u", "groups": groups}
+	deep := withID("deep-body")
+	deep["requestObject"] = json.RawMessage(strings.Repeat(`{"spec":[`, 400) + `1` + strings.Repeat(`]}`, 400))
 
 	type tc struct {
 		name     string
@@ -172,8 +180,12 @@ func TestReceiver_Refusals(t *testing.T) {
 			counter: `vigil_webhook_deadlettered_events_total{cluster="prod",reason="bad_event"}`},
 		{name: "one item with a bad timestamp", path: "/audit/prod", body: eventList(badTime, good[3]), status: 200, accepted: 1,
 			counter: `vigil_webhook_deadlettered_events_total{cluster="prod",reason="bad_event"}`},
-		{name: "one item over the event limit", path: "/audit/staging", body: eventList(big, good[4]), status: 200, accepted: 1,
+		{name: "one item over the event limit", path: "/audit/staging", body: eventList(big, good[4]), status: 200, accepted: 2,
+			counter: `vigil_webhook_truncated_events_total{cluster="staging"}`},
+		{name: "one item over the limit even without bodies", path: "/audit/staging", body: eventList(manyGroups, good[4]), status: 200, accepted: 1,
 			counter: `vigil_webhook_deadlettered_events_total{cluster="staging",reason="event_too_large"}`},
+		{name: "one item nested 400 levels deep", body: eventList(good[0], deep, good[1]), status: 200, accepted: 3,
+			counter: `vigil_webhook_salvaged_events_total{cluster="default"}`},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -218,8 +230,8 @@ func TestReceiver_Refusals(t *testing.T) {
 			}
 		})
 	}
-	if n := len(f.q.DeadLetters()); n != 4 {
-		t.Errorf("dead letters = %d, want 4", n)
+	if n := len(f.q.DeadLetters()); n != 5 {
+		t.Errorf("dead letters = %d, want 5", n)
 	}
 }
 
@@ -318,52 +330,121 @@ func TestReceiver_QueueFullAndDraining(t *testing.T) {
 	}
 }
 
-// TestRawItems checks that items are taken from the body as sent, and that
-// every body the scanner does not follow falls back to fastjson's values.
-func TestRawItems(t *testing.T) {
-	f := func(body string, want ...string) {
-		t.Helper()
-		var p fastjson.Parser
-		if _, err := p.Parse(body); err != nil {
-			t.Fatalf("test body is not JSON: %v", err)
-		}
-		got := rawItems([]byte(body))
-		if len(got) != len(want) {
-			t.Fatalf("rawItems(%s) = %q, want %q", body, got, want)
-		}
-		for i := range want {
-			if string(got[i]) != want[i] {
-				t.Errorf("rawItems(%s)[%d] = %s, want %s", body, i, got[i], want[i])
-			}
-		}
+// TestParseBody_Split checks that items are taken from the body as sent,
+// whatever the layout, and that what is not an EventList is refused whole.
+func TestParseBody_Split(t *testing.T) {
+	ev := func(id string) string {
+		return `{"auditID":"` + id + `","stage":"ResponseComplete","verb":"get","requestReceivedTimestamp":"2026-01-02T03:04:05.000000Z"}`
 	}
-	// compact
-	f(`{"kind":"EventList","items":[{"a":1},{"b":2}]}`, `{"a":1}`, `{"b":2}`)
-	// whitespace everywhere, items not first
-	f("{ \"apiVersion\" : \"audit.k8s.io/v1\" ,\n \"metadata\":{\"x\":[1,2,{\"y\":\"]}\"}]},\t\"items\" : [ {\"a\" : \"x\"} ,\r\n{ } ] }", `{"a" : "x"}`, `{ }`)
-	// brackets and escaped quotes inside strings
-	f(`{"items":[{"s":"a\"]}{[\\"},{"t":"\\\\"}]}`, `{"s":"a\"]}{[\\"}`, `{"t":"\\\\"}`)
-	// scalars and nested arrays as items
-	f(`{"items":[1,"two",[3,[4]],null,true]}`, `1`, `"two"`, `[3,[4]]`, `null`, `true`)
-	// the first of two items keys, as fastjson
-	f(`{"items":[{"a":1}],"items":[{"b":2},{"c":3}]}`, `{"a":1}`)
-	// empty, missing, not an array
-	f(`{"items":[]}`)
-	f(`{"kind":"EventList"}`)
-	f(`{"items":{"a":1}}`)
-	f(`[{"items":[1]}]`)
+	deep := `{"auditID":"deep","stage":"ResponseComplete","verb":"create","requestObject":` +
+		strings.Repeat(`{"a":[`, 200) + `1` + strings.Repeat(`]}`, 200) + `,"requestReceivedTimestamp":"2026-01-02T03:04:05Z"}`
+	head := `"kind":"EventList","apiVersion":"audit.k8s.io/v1"`
+	tests := []struct {
+		name, body string
+		want       []string // the items' data; nil with reason set
+		reason     string
+	}{
+		{"compact", `{` + head + `,"items":[` + ev("a") + `,` + ev("b") + `]}`, []string{ev("a"), ev("b")}, ""},
+		{"whitespace, items first", "{ \"items\" : [ " + ev("a") + " ,\r\n" + ev("b") + "\t] ,\n " + head + ",\"metadata\":{\"x\":[1,{\"y\":\"]}\"}]} }",
+			[]string{ev("a"), ev("b")}, ""},
+		{"escaped member name", `{` + head + `,"\u0069tems":[` + ev("a") + `]}`, []string{ev("a")}, ""},
+		{"first of two items", `{` + head + `,"items":[` + ev("a") + `],"items":[` + ev("b") + `]}`, []string{ev("a")}, ""},
+		{"400 levels deep", `{` + head + `,"items":[` + ev("a") + `,` + deep + `]}`, []string{ev("a"), deep}, ""},
+		{"no items", `{` + head + `}`, nil, ""},
+		{"null items", `{` + head + `,"items":null}`, nil, ""},
+		{"items an object", `{` + head + `,"items":{}}`, nil, ReasonMalformed},
+		{"cut after the items name", `{` + head + `,"items":`, nil, ReasonMalformed},
+		{"cut in an item", `{` + head + `,"items":[` + ev("a") + `,{"auditID":"b"`, nil, ReasonMalformed},
+		{"trailing data", `{` + head + `,"items":[]} x`, nil, ReasonMalformed},
+		{"array", `[` + ev("a") + `]`, nil, ReasonMalformed},
+		{"item list of another kind", `{"kind":"PodList","items":[]}`, nil, ReasonKind},
+	}
+	var dec ingest.Decoder
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			items, code, reason, msg := parseBody(&dec, []byte(tt.body))
+			if reason != tt.reason || (code == 0) != (tt.reason == "") {
+				t.Fatalf("refused %d %s %s, want reason %q", code, reason, msg, tt.reason)
+			}
+			if len(items) != len(tt.want) {
+				t.Fatalf("%d items, want %d", len(items), len(tt.want))
+			}
+			for i, it := range items {
+				if string(it.data) != tt.want[i] || it.reason != "" {
+					t.Errorf("item %d = %.60s (refused: %s %s), want %.60s", i, it.data, it.reason, it.detail, tt.want[i])
+				}
+				if it.salvaged != (tt.want[i] == deep) {
+					t.Errorf("item %d: salvaged = %v", i, it.salvaged)
+				}
+			}
+		})
+	}
 }
 
-// TestParseBody_EscapedKey checks that an EventList whose items key is
-// escaped still yields its items (re-encoded).
-func TestParseBody_EscapedKey(t *testing.T) {
-	ev := `{"auditID":"a1","stage":"ResponseComplete","verb":"get","requestReceivedTimestamp":"2026-01-02T03:04:05.000000Z"}`
-	var p fastjson.Parser
-	items, code, reason, msg := parseBody(&p, []byte(`{"kind":"EventList","apiVersion":"audit.k8s.io/v1","\u0069tems":[`+ev+`]}`))
-	if code != 0 {
-		t.Fatalf("refused: %d %s %s", code, reason, msg)
+// TestReceiver_KeepsWhatCanBeRead posts a batch with an item whose body is
+// nested deeper than a tree parser goes and an item over the event limit:
+// both reach the queue with their metadata, the first as sent, the second
+// without its bodies and marked truncated; the whole item is dead-lettered.
+func TestReceiver_KeepsWhatCanBeRead(t *testing.T) {
+	f := newFixture(t, nil)
+	good := f.items(t)
+	deep, big := map[string]any{}, map[string]any{}
+	for k, v := range good[0] {
+		deep[k], big[k] = v, v
 	}
-	if len(items) != 1 || items[0].reason != "" || fastjson.GetString(items[0].data, "auditID") != "a1" {
-		t.Fatalf("items = %+v", items)
+	deep["auditID"], big["auditID"] = "deep-body", "big-body"
+	deep["verb"], big["verb"] = "create", "update"
+	deep["objectRef"] = map[string]any{"resource": "widgets", "apiGroup": "example.com", "name": "w1"}
+	deep["requestObject"] = json.RawMessage(strings.Repeat(`{"spec":[`, 400) + `1` + strings.Repeat(`]}`, 400))
+	big["requestObject"] = map[string]any{"data": strings.Repeat("x", 20<<10)}
+	body := eventList(good[1], deep, big)
+	req, _ := http.NewRequest("POST", f.srv.URL+"/audit", strings.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := f.mtls.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	answer, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || string(answer) != `{"accepted":3,"deadLettered":1}`+"\n" {
+		t.Fatalf("answer %d %s", resp.StatusCode, answer)
+	}
+	b, err := f.q.Read(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(b.Records) != 3 {
+		t.Fatalf("queued %d records, want 3", len(b.Records))
+	}
+	var list struct{ Items []json.RawMessage }
+	if err := json.Unmarshal([]byte(body), &list); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(b.Records[1].Data, list.Items[1]) {
+		t.Error("the deep item was not queued as sent")
+	}
+	var dec ingest.Decoder
+	ev, err := dec.Decode(b.Records[1].Data)
+	if err != nil || !ev.Vigil.BodyUnparsed || ev.Verb != "create" || ev.ObjectRef.Name != "w1" || ev.HasRequestObject() {
+		t.Fatalf("deep item decodes to %+v, %v; want its metadata, marked bodyUnparsed", ev, err)
+	}
+	dec.Annotations = true
+	ev, err = dec.Decode(b.Records[2].Data)
+	if err != nil || !ev.Vigil.Truncated || ev.Vigil.BodyUnparsed || ev.AuditID != "big-body" || ev.Verb != "update" ||
+		ev.HasRequestObject() || ev.Annotations["authorization.k8s.io/decision"] != "forbid" {
+		t.Fatalf("over-limit item queued as %s (%+v, %v); want its metadata marked truncated", b.Records[2].Data, ev, err)
+	}
+	dl := f.q.DeadLetters()
+	if len(dl) != 1 || !strings.HasPrefix(dl[0].Reason, "event_too_large: event big-body/ResponseComplete is") || len(dl[0].Data) < 20<<10 {
+		t.Errorf("dead letters %d, want the whole over-limit item", len(dl))
+	}
+	for name, want := range map[string]uint64{
+		`vigil_webhook_salvaged_events_total{cluster="default"}`:  1,
+		`vigil_webhook_truncated_events_total{cluster="default"}`: 1,
+		`vigil_webhook_received_events_total{cluster="default"}`:  3,
+	} {
+		if got := f.counter(name); got != want {
+			t.Errorf("%s = %d, want %d", name, got, want)
+		}
 	}
 }

@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Runs every fuzz target for a bounded time, one after the other: the JSON
+# scanner, the event decoder, the webhook body splitter, the rule loader and
+# the config loader. A crash stops the script with go test's report; the
+# failing input is written under the package's testdata/fuzz/FuzzX/, where
+# it stays as a regression case for plain `go test`.
+#
+#   scripts/fuzz.sh [SECONDS]      (per target, default 20)
+#
+# Environment: FUZZ_PARALLEL (fuzzing processes per target, default: go
+# test's, all cores), FUZZ_MINIMIZE (time spent shrinking each new
+# interesting input, default 5s: large inputs otherwise eat the budget).
+set -euo pipefail
+
+seconds=${1:-20}
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+
+targets=(
+	"./ingest/internal/jsonscan FuzzValue"
+	"./ingest FuzzDecode"
+	"./ingest FuzzParseTime"
+	"./ingest/webhook FuzzParseBody"
+	"./detect FuzzRuleFile"
+	"./cmd/vigil FuzzConfig"
+)
+extra=(-fuzzminimizetime "${FUZZ_MINIMIZE:-5s}")
+if [[ -n "${FUZZ_PARALLEL:-}" ]]; then
+	extra+=(-parallel "$FUZZ_PARALLEL")
+fi
+for t in "${targets[@]}"; do
+	read -r pkg name <<<"$t"
+	echo "fuzz: $pkg $name for ${seconds}s" >&2
+	go test "$pkg" -run '^$' -fuzz "^${name}\$" -fuzztime "${seconds}s" "${extra[@]}"
+done
