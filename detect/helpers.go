@@ -17,6 +17,16 @@ func helperOptions(lists *compiledLists) []expr.Option {
 			new(func(any) []any)),
 		expr.Function("podSpec", func(p ...any) (any, error) { return podSpec(p[0]), nil },
 			new(func(any) map[string]any)),
+		expr.Function("patchObject", func(p ...any) (any, error) { return PatchObject(p[0]), nil },
+			new(func(any) any)),
+		expr.Function("imageRegistry", func(p ...any) (any, error) { return ImageRegistry(p[0].(string)), nil },
+			new(func(string) string)),
+		expr.Function("imageTag", func(p ...any) (any, error) { return ImageTag(p[0].(string)), nil },
+			new(func(string) string)),
+		expr.Function("execClass", func(p ...any) (any, error) { return execClassOf(p[0]), nil },
+			new(func(any) string)),
+		expr.Function("credentialKeys", func(p ...any) (any, error) { return CredentialKeys(p[0]), nil },
+			new(func(any) []string)),
 		expr.Function("glob", func(p ...any) (any, error) { return glob(p[1].(string), p[0].(string)), nil },
 			new(func(string, string) bool)),
 		expr.Function("hasAnyPrefix", func(p ...any) (any, error) {
@@ -34,12 +44,20 @@ func helperOptions(lists *compiledLists) []expr.Option {
 			new(func(string) bool)),
 		expr.Function("isLoopback", func(p ...any) (any, error) { return isLoopback(p[0].(string)), nil },
 			new(func(string) bool)),
+		expr.Function("inNetworks", func(p ...any) (any, error) { return lists.inNetworks(p[1].(string), p[0].(string)), nil },
+			new(func(string, string) bool)),
+		expr.Function("outsideNetworks", func(p ...any) (any, error) {
+			return lists.outsideNetworks(p[1].(string), p[0].([]string)), nil
+		}, new(func([]string, string) bool)),
 		expr.Function("execCommand", func(p ...any) (any, error) { return ExecCommand(p[0].(string)), nil },
 			new(func(string) string)),
 		expr.Function("queryParam", func(p ...any) (any, error) { return queryParam(p[0].(string), p[1].(string)), nil },
 			new(func(string, string) []string)),
 		expr.Function("inList", func(p ...any) (any, error) { return lists.contains(p[1].(string), p[0].(string)), nil },
 			new(func(string, string) bool)),
+		expr.Function("userAgentFits", func(p ...any) (any, error) {
+			return lists.agentFits(p[2].(string), p[0].(string), p[1].(string)), nil
+		}, new(func(string, string, string) bool)),
 		expr.Function("anyInList", func(p ...any) (any, error) {
 			for _, s := range p[0].([]string) {
 				if lists.contains(p[1].(string), s) {
@@ -61,6 +79,11 @@ func helperOptions(lists *compiledLists) []expr.Option {
 type compiledLists struct {
 	exact map[string]map[string]struct{}
 	globs map[string][]globPattern
+	// nets are the entries of each list that parse as an address or a
+	// CIDR prefix, for inNetworks and outsideNetworks.
+	nets map[string][]netip.Prefix
+	// pairs are the USER=AGENT entries of each list, for userAgentFits.
+	pairs map[string][]agentPair
 }
 
 // globPattern is a compiled glob: a plain prefix ("system:node:*"), parts
@@ -69,13 +92,15 @@ type globPattern struct {
 	raw    string
 	parts  []string
 	prefix bool
-	// general patterns contain ? or [.
-	general bool
+	// general patterns contain ? or [; exact ones no glob character.
+	general, exact bool
 }
 
 func compileGlob(p string) globPattern {
 	g := globPattern{raw: p}
 	switch {
+	case !strings.ContainsAny(p, "*?["):
+		g.exact = true
 	case strings.ContainsAny(p, "?["):
 		g.general = true
 	case strings.Count(p, "*") == 1 && strings.HasSuffix(p, "*"):
@@ -88,6 +113,8 @@ func compileGlob(p string) globPattern {
 
 func (g *globPattern) match(s string) bool {
 	switch {
+	case g.exact:
+		return s == g.raw
 	case g.prefix:
 		return strings.HasPrefix(s, g.parts[0])
 	case g.general:
@@ -98,10 +125,17 @@ func (g *globPattern) match(s string) bool {
 }
 
 func compileLists(lists map[string][]string) *compiledLists {
-	c := &compiledLists{exact: map[string]map[string]struct{}{}, globs: map[string][]globPattern{}}
+	c := &compiledLists{exact: map[string]map[string]struct{}{}, globs: map[string][]globPattern{},
+		nets: map[string][]netip.Prefix{}, pairs: map[string][]agentPair{}}
 	for name, items := range lists {
 		set := make(map[string]struct{}, len(items))
 		for _, it := range items {
+			if p, ok := parseNetwork(it); ok {
+				c.nets[name] = append(c.nets[name], p)
+			}
+			if u, a, ok := strings.Cut(it, "="); ok {
+				c.pairs[name] = append(c.pairs[name], agentPair{user: compileGlob(u), agent: compileGlob(a)})
+			}
 			if strings.ContainsAny(it, "*?[") {
 				c.globs[name] = append(c.globs[name], compileGlob(it))
 			} else {
@@ -194,62 +228,6 @@ func queryParam(requestURI, name string) []string {
 		return nil
 	}
 	return q[name]
-}
-
-// podSpecPaths are where workload kinds keep their pod spec.
-var podSpecPaths = [][]string{
-	{"spec", "template", "spec"},                        // Deployment, DaemonSet, StatefulSet, ReplicaSet, Job
-	{"spec", "jobTemplate", "spec", "template", "spec"}, // CronJob
-	{"template", "spec"},                                // PodTemplate
-}
-
-// podSpec returns the pod spec inside a Pod or workload object, or nil.
-func podSpec(obj any) map[string]any {
-	m, _ := obj.(map[string]any)
-	if m == nil {
-		return nil
-	}
-	if kind, _ := m["kind"].(string); kind == "Pod" || kind == "" {
-		if spec, ok := m["spec"].(map[string]any); ok {
-			if _, isPod := spec["containers"]; isPod {
-				return spec
-			}
-		}
-	}
-	for _, p := range podSpecPaths {
-		if spec, ok := dig(m, p).(map[string]any); ok {
-			return spec
-		}
-	}
-	return nil
-}
-
-func dig(m map[string]any, keys []string) any {
-	var cur any = m
-	for _, k := range keys {
-		mm, ok := cur.(map[string]any)
-		if !ok {
-			return nil
-		}
-		cur = mm[k]
-	}
-	return cur
-}
-
-// containers returns every container of a pod or workload object:
-// containers, initContainers and ephemeralContainers.
-func containers(obj any) []any {
-	spec := podSpec(obj)
-	if spec == nil {
-		return nil
-	}
-	var out []any
-	for _, k := range []string{"containers", "initContainers", "ephemeralContainers"} {
-		if cs, ok := spec[k].([]any); ok {
-			out = append(out, cs...)
-		}
-	}
-	return out
 }
 
 // Subjects returns the identities a (Cluster)RoleBinding grants to, as

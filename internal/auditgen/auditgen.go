@@ -35,6 +35,9 @@ type Options struct {
 	// Nodes is the number of nodes in the simulated cluster (default
 	// DefaultNodes).
 	Nodes int
+	// Profile selects the traffic: ProfileMix (the default) or
+	// ProfileBenignDay.
+	Profile string
 }
 
 // Generator produces audit events one line at a time. It is not safe for
@@ -56,6 +59,11 @@ type Generator struct {
 	// pending holds the ResponseComplete stages of long-running requests
 	// (watch, exec), ordered by due time.
 	pending pendingHeap
+	// script holds the next events of a multi-request action (a Helm
+	// install, a rollout, a node joining), written before new patterns run.
+	script []event
+	// b holds the benign day's own identities, made on first use.
+	b *benignCast
 
 	e    event
 	uri  []byte
@@ -70,13 +78,19 @@ type tsCache struct {
 	prefix []byte
 }
 
-// New returns a Generator.
+// New returns a Generator. It panics on options Check rejects.
 func New(o Options) *Generator {
+	if err := o.Check(); err != nil {
+		panic("auditgen: " + err.Error())
+	}
 	if o.Start.IsZero() {
 		o.Start = DefaultStart
 	}
 	if o.Rate <= 0 {
 		o.Rate = DefaultRate
+		if o.Profile == ProfileBenignDay {
+			o.Rate = BenignDayRate
+		}
 	}
 	if o.Nodes <= 0 {
 		o.Nodes = DefaultNodes
@@ -90,6 +104,10 @@ func New(o Options) *Generator {
 	}
 	g.c = newCluster(r, o.Nodes)
 	g.patterns = g.allPatterns()
+	if o.Profile == ProfileBenignDay {
+		g.patterns = g.benignPatterns()
+		g.bootstrap()
+	}
 	for _, p := range g.patterns {
 		g.total += p.weight
 		g.cum = append(g.cum, g.total)
@@ -108,6 +126,12 @@ func (g *Generator) Append(dst []byte) []byte {
 		p := g.pending.pop()
 		g.now = max(g.now, p.due)
 		return g.appendEvent(dst, &p.ev, p.received)
+	}
+	if len(g.script) > 0 {
+		e := g.script[0]
+		g.script = g.script[1:]
+		g.newUUID(&e.auditID)
+		return g.appendEvent(dst, &e, g.now-g.latency(&e))
 	}
 	e := &g.e
 	*e = event{}
@@ -159,6 +183,9 @@ func Events(o Options, n int) [][]byte {
 
 // Write writes n events as JSON lines to w and returns the bytes written.
 func Write(w io.Writer, o Options, n int) (int64, error) {
+	if err := o.Check(); err != nil {
+		return 0, err
+	}
 	bw := bufio.NewWriterSize(w, 1<<20)
 	g := New(o)
 	var total int64

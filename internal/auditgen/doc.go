@@ -17,5 +17,10 @@
 // long-running requests (watch, exec) log ResponseStarted when they begin
 // and ResponseComplete, with the same auditID, minutes later.
 //
+// Options.Profile chooses the traffic: the default mix above, or
+// ProfileBenignDay, a day of normal life and nothing else (people, CI
+// deploys and jobs, Helm installs, operators, node churn) on which the
+// built-in rules should raise nothing above low.
+//
 // A Generator is deterministic: the same Options give the same bytes.
 package auditgen

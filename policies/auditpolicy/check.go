@@ -313,6 +313,8 @@ type fixtureCache struct {
 	dec    ingest.Decoder
 	events map[*detect.Fixture][][]byte
 	full   map[*detect.Fixture]int
+	// carry rewrites kept events as a provider's log delivers them.
+	carry func([]byte) ([]byte, error)
 }
 
 func newFixtureCache() *fixtureCache {
@@ -377,6 +379,9 @@ func checkRule(p *Policy, rs *detect.RuleSet, r *detect.Rule, cache *fixtureCach
 			continue
 		}
 		kept, outs, err := p.reduce(events, &cache.dec)
+		if err == nil {
+			kept, err = cache.carried(kept)
+		}
 		if err != nil {
 			return v, nil, fmt.Errorf("fire fixture %q: %w", f.Name, err)
 		}
@@ -465,6 +470,9 @@ func checkQuiet(p *Policy, rs *detect.RuleSet, id string, f *detect.Fixture, cac
 		return "", err
 	}
 	kept, _, err := p.reduce(events, &cache.dec)
+	if err == nil {
+		kept, err = cache.carried(kept)
+	}
 	if err != nil {
 		return "", fmt.Errorf("quiet fixture %q: %w", f.Name, err)
 	}
