@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"runtime"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -113,22 +114,57 @@ func testDuplicates(t *testing.T, open Opener) {
 
 func testOrder(t *testing.T, open Opener) {
 	h := openDefault(t, open)
-	if !h.Ordered {
+	switch {
+	case h.Ordered:
+		var in []ingest.Entry
+		for i := range 10 {
+			batch := slices.Concat(entries("a", 30*i, 10), entries("b", 30*i+10, 10), entries("a", 30*i+20, 10))
+			if err := h.Queue.Publish(t.Context(), batch); err != nil {
+				t.Fatal(err)
+			}
+			in = append(in, batch...)
+		}
+		got := readN(t, h.Queue, len(in), nil)
+		for i, r := range got {
+			if string(r.Data) != string(in[i].Data) {
+				t.Fatalf("record %d is %.40s, want %.40s", i, r.Data, in[i].Data)
+			}
+		}
+	case h.OrderedByKey:
+		users := []string{"alice", "bob", "system:serviceaccount:kube-system:job-controller", ""}
+		var in []ingest.Entry
+		want := map[string][]string{}
+		for i := range 10 {
+			var batch []ingest.Entry
+			for u, user := range users {
+				part := userEntries(string(rune('a'+u%2)), user, 100*i+10*u, 10)
+				for _, e := range part {
+					want[user] = append(want[user], string(e.Data))
+				}
+				batch = append(batch, part...)
+			}
+			if err := h.Queue.Publish(t.Context(), batch); err != nil {
+				t.Fatal(err)
+			}
+			in = append(in, batch...)
+		}
+		got := map[string][]string{}
+		for _, r := range readN(t, h.Queue, len(in), nil) {
+			user := ""
+			for _, u := range users[:len(users)-1] {
+				if strings.Contains(string(r.Data), `"username":"`+u+`"`) {
+					user = u
+				}
+			}
+			got[user] = append(got[user], string(r.Data))
+		}
+		for _, user := range users {
+			if !slices.Equal(got[user], want[user]) {
+				t.Fatalf("user %q: %d records in another order than the %d published", user, len(got[user]), len(want[user]))
+			}
+		}
+	default:
 		t.Skip("the queue does not promise order")
-	}
-	var in []ingest.Entry
-	for i := range 10 {
-		batch := slices.Concat(entries("a", 30*i, 10), entries("b", 30*i+10, 10), entries("a", 30*i+20, 10))
-		if err := h.Queue.Publish(t.Context(), batch); err != nil {
-			t.Fatal(err)
-		}
-		in = append(in, batch...)
-	}
-	got := readN(t, h.Queue, len(in), nil)
-	for i, r := range got {
-		if string(r.Data) != string(in[i].Data) {
-			t.Fatalf("record %d is %.40s, want %.40s", i, r.Data, in[i].Data)
-		}
 	}
 }
 

@@ -41,6 +41,10 @@ type Harness struct {
 	// Ordered says that Read returns the entries of one publisher, which
 	// calls Publish once after another, in the order it published them.
 	Ordered bool
+	// OrderedByKey says the same of the entries of each partition key
+	// (user.username) only: a partitioned queue keeps order within a
+	// partition.
+	OrderedByKey bool
 }
 
 // Opener opens a new queue for one subtest, with the limits it asks for.
@@ -80,10 +84,19 @@ const readTimeout = 20 * time.Second
 // entries returns n entries of cluster numbered from from, with distinct
 // keys and data.
 func entries(cluster string, from, n int) []ingest.Entry {
+	return userEntries(cluster, "", from, n)
+}
+
+// userEntries is entries whose events name a user ("" for none).
+func userEntries(cluster, user string, from, n int) []ingest.Entry {
 	out := make([]ingest.Entry, n)
+	var userField string
+	if user != "" {
+		userField = fmt.Sprintf(`"user":{"username":%q},`, user)
+	}
 	for i := range out {
 		id := fmt.Sprintf("id-%08d", from+i)
-		data := fmt.Sprintf(`{"auditID":%q,"stage":"ResponseComplete","verb":"get","pad":%q}`, id, strings.Repeat("x", 200))
+		data := fmt.Sprintf(`{"auditID":%q,"stage":"ResponseComplete","verb":"get",%s"pad":%q}`, id, userField, strings.Repeat("x", 200))
 		out[i] = ingest.Entry{Key: ingest.DedupKey(id, "ResponseComplete"),
 			Record: ingest.Record{Data: []byte(data), Cluster: cluster, Origin: "test:" + id}}
 	}
