@@ -27,6 +27,13 @@ type options struct {
 	js      jetstream.JetStream
 	durable DurableOptions
 	wrap    func(name string, s Sink) Sink
+	// consumers are WithConsumer's, in order.
+	consumers []consumer
+}
+
+type consumer struct {
+	name string
+	sink Sink
 }
 
 // WithLogger sets the logger (default: discard).
@@ -51,6 +58,13 @@ func WithDurable(js jetstream.JetStream, opts DurableOptions) Option {
 // WithWrap wraps every sink Build makes (tests use it to observe or
 // disturb a sink; it is applied inside the retry loop).
 func WithWrap(f func(name string, s Sink) Sink) Option { return func(o *options) { o.wrap = f } }
+
+// WithConsumer adds a consumer of every alert, delivered like a sink (the
+// durable consumer sink-<name>, retries, at least once) but outside the
+// sinks: list, routes and filters. vigil's responses use it.
+func WithConsumer(name string, s Sink) Option {
+	return func(o *options) { o.consumers = append(o.consumers, consumer{name, s}) }
+}
 
 // target is one configured sink with its delivery state.
 type target struct {
@@ -107,7 +121,17 @@ func Build(ctx context.Context, cfg Config, opts ...Option) (*Dispatcher, error)
 		}
 		targets = append(targets, newTarget(sc, typ, s, o))
 	}
-	d := &Dispatcher{router: newRouter(cfg), targets: targets}
+	router := newRouter(cfg)
+	for _, c := range o.consumers {
+		if _, taken := router.filters[c.name]; taken || !nameRE.MatchString(c.name) {
+			errs = append(errs, fmt.Errorf("consumer name %q: invalid or taken by a sink", c.name))
+			continue
+		}
+		// An empty filter passes every alert; local: it blocks, never drops.
+		router.filters[c.name] = Filter{}
+		targets = append(targets, newTarget(SinkConfig{Name: c.name}, sinkType{local: true}, c.sink, o))
+	}
+	d := &Dispatcher{router: router, targets: targets}
 	if err := errors.Join(errs...); err != nil {
 		d.closeSinks()
 		return nil, err
