@@ -17,7 +17,7 @@ import (
 
 // Config is the file given with --config (docs/config.md). Flags override
 // its values. Sections owned by other components (sinks, routes, serve,
-// queue) are kept as YAML and decoded by them.
+// queue, sources) are kept as YAML and decoded by them.
 type Config struct {
 	// Cluster names the cluster in alerts when the source does not.
 	Cluster string      `yaml:"cluster"`
@@ -32,6 +32,11 @@ type Config struct {
 	Routes yaml.Node `yaml:"routes"`
 	Serve  yaml.Node `yaml:"serve"`
 	Queue  yaml.Node `yaml:"queue"`
+	// Sources are the managed services' live audit log sources
+	// (docs/sources.md), decoded in serve_sources.go.
+	Sources yaml.Node `yaml:"sources"`
+	// Responses are decoded by sinks/respond (docs/responses.md).
+	Responses yaml.Node `yaml:"responses"`
 }
 
 // RulesConfig selects rule packs.
@@ -53,6 +58,9 @@ type DetectConfig struct {
 	Lateness detect.Duration `yaml:"lateness"`
 	// MaxKeysPerRule bounds window state per rule (default 100000).
 	MaxKeysPerRule int `yaml:"max_keys_per_rule"`
+	// DistinctExact is how many values a distinct window counts exactly
+	// before it estimates (default 1000).
+	DistinctExact int `yaml:"distinct_exact"`
 }
 
 // secretRef matches ${env:NAME} and ${file:PATH} in string values.
@@ -97,6 +105,9 @@ func loadConfig(path string) (*Config, error) {
 	}
 	if cfg.Detect.MaxKeysPerRule < 0 {
 		return nil, usagef("config %s: detect.max_keys_per_rule must not be negative", path)
+	}
+	if cfg.Detect.DistinctExact < 0 {
+		return nil, usagef("config %s: detect.distinct_exact must not be negative", path)
 	}
 	if cfg.Detect.Lateness < 0 {
 		return nil, usagef("config %s: detect.lateness must not be negative", path)

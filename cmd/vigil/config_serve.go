@@ -39,10 +39,18 @@ type ServeConfig struct {
 	SilenceAfter detect.Duration `yaml:"silence_after"`
 	// DrainTimeout bounds the graceful shutdown (default 30s).
 	DrainTimeout detect.Duration `yaml:"drain_timeout"`
+	// MemoryLimit is the memory in bytes serve keeps to, answering 429 as
+	// it nears it (0: 90% of the container's limit; negative: none).
+	MemoryLimit int64 `yaml:"memory_limit"`
 }
 
-// QueueConfig is the queue: section: the embedded JetStream queue.
+// QueueConfig is the queue: section: the embedded JetStream queue, or
+// an external one (serve_queue.go, docs/scale-out.md).
 type QueueConfig struct {
+	// Kind is embedded (default), nats or kafka.
+	Kind  string           `yaml:"kind"`
+	NATS  NATSQueueConfig  `yaml:"nats"`
+	Kafka KafkaQueueConfig `yaml:"kafka"`
 	// SyncAlways syncs every write to disk (also --sync-always).
 	SyncAlways bool `yaml:"sync_always"`
 	// MaxPendingBytes is the unprocessed data held before the webhook

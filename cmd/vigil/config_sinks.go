@@ -34,6 +34,9 @@ type sinkSetup struct {
 	durable sinks.DurableOptions
 	// nc is the connection nats sinks without a url publish on.
 	nc *nats.Conn
+	// responder, when set, consumes every alert beside the sinks
+	// (vigil serve's responses; see serveResponder).
+	responder sinks.Sink
 }
 
 // buildSinks builds the dispatcher of cfg's sinks. With no sink configured
@@ -59,6 +62,9 @@ func (a *app) buildSinks(ctx context.Context, cfg *Config, s sinkSetup) (*sinks.
 	}
 	if s.js != nil {
 		opts = append(opts, sinks.WithDurable(s.js, s.durable))
+	}
+	if s.responder != nil {
+		opts = append(opts, sinks.WithConsumer(responsesConsumer, s.responder))
 	}
 	if err := sc.Validate(); err != nil {
 		return nil, usageError{fmt.Errorf("config: %w", err)}

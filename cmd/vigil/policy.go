@@ -104,12 +104,13 @@ The policy goes to stdout, or to --output. The report goes to stderr.`,
 
 func (a *app) policyCheckCmd() *cobra.Command {
 	var (
-		f       ruleFlags
-		samples []string
-		strict  bool
+		f        ruleFlags
+		samples  []string
+		strict   bool
+		provider string
 	)
 	c := &cobra.Command{
-		Use:   "check FILE",
+		Use:   "check FILE | --provider eks|gke|aks|aks-admin",
 		Short: "Say which detections a policy leaves blind or degraded",
 		Long: `check loads an audit policy strictly (an unknown field is an error, unlike in
 kube-apiserver, which ignores it) and lists for each enabled detection whether
@@ -117,16 +118,30 @@ the policy covers it, records its events below the level it needs (degraded)
 or not at all (blind), with the reason. It flags policy rules that record the
 bodies of secrets, configmaps, tokenreviews or serviceaccounts/token.
 
+With --provider it checks a managed service's fixed audit pipeline instead of
+a file: the policy its API servers run (as the provider documents it) and,
+for GKE, what its log entries carry of each event; a rule that reads a field
+the log drops is blind there (docs/sources.md).
+
 Exit codes: 3 when a high or critical detection is blind (with --strict also
 when one is degraded or a rule records credentials), 2 when the policy cannot
 be read or is invalid.`,
 		Args: func(c *cobra.Command, args []string) error {
+			if provider != "" {
+				if len(args) != 0 {
+					return usagef("%s takes a policy file or --provider, not both", c.CommandPath())
+				}
+				return nil
+			}
 			if len(args) != 1 {
 				return usagef("%s takes one policy file, got %d arguments", c.CommandPath(), len(args))
 			}
 			return nil
 		},
 		RunE: func(c *cobra.Command, args []string) error {
+			if provider != "" {
+				return a.checkProvider(f, provider, strict)
+			}
 			data, err := os.ReadFile(args[0])
 			if err != nil {
 				return usagef("read audit policy: %w", err)
@@ -167,7 +182,43 @@ be read or is invalid.`,
 	f.register(c)
 	c.Flags().StringArrayVar(&samples, "sample", nil, "audit log (JSON lines, gzip ok, - for stdin) to estimate what the policy keeps (repeatable)")
 	c.Flags().BoolVar(&strict, "strict", false, "also fail on degraded high or critical detections and on recorded credentials")
+	c.Flags().StringVar(&provider, "provider", "", "check a managed service's audit pipeline: eks, gke, aks or aks-admin (AKS's kube-audit-admin category)")
 	return c
+}
+
+// checkProvider reports what a managed service's audit pipeline leaves of
+// each enabled detection.
+func (a *app) checkProvider(f ruleFlags, name string, strict bool) error {
+	pr, err := auditpolicy.LoadProvider(name)
+	if err != nil {
+		return usagef("--provider: %v", err)
+	}
+	_, rs, err := f.ruleSet()
+	if err != nil {
+		return err
+	}
+	rep, err := auditpolicy.CheckProvider(pr, rs)
+	if err != nil {
+		return fmt.Errorf("check %s audit pipeline: %w", name, err)
+	}
+	fmt.Fprintf(a.stdout, "%s audit pipeline: policy from %s\n", strings.ToUpper(name), pr.Doc)
+	if len(pr.Lost) > 0 {
+		fmt.Fprintf(a.stdout, "  not carried by its log: %s\n", strings.Join(pr.Lost, "; "))
+	}
+	for _, n := range pr.Notes {
+		fmt.Fprintf(a.stdout, "  note: %s\n", n)
+	}
+	if err := rep.WriteText(a.stdout); err != nil {
+		return err
+	}
+	var trips []string
+	for _, v := range rep.Tripped(strict) {
+		trips = append(trips, fmt.Sprintf("%s (%s, %s)", v.Rule, v.Severity, v.Status))
+	}
+	if len(trips) > 0 {
+		return gateError{fmt.Sprintf("%s cannot serve: %s", strings.ToUpper(name), strings.Join(trips, ", "))}
+	}
+	return nil
 }
 
 // sample runs audit logs through a policy and prints what it keeps.

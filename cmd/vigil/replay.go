@@ -20,22 +20,26 @@ import (
 
 	"github.com/vigil-k8s/vigil/detect"
 	"github.com/vigil-k8s/vigil/ingest"
-	"github.com/vigil-k8s/vigil/ingest/logfile"
 	"github.com/vigil-k8s/vigil/sinks"
 )
 
 type replayFlags struct {
 	ruleFlags
-	output   string
-	format   string
-	since    string
-	until    string
-	failOn   string
-	strict   bool
-	workers  int
-	lateness time.Duration
-	cluster  string
-	quiet    bool
+	output    string
+	format    string
+	since     string
+	until     string
+	failOn    string
+	failOnBad bool
+	strict    bool
+	workers   int
+	lateness  time.Duration
+	cluster   string
+	quiet     bool
+	// input is --input-format; actionsOutput --actions-output.
+	input, actionsOutput string
+
+	forensics forensicFlags
 }
 
 func (a *app) replayCmd() *cobra.Command {
@@ -50,23 +54,30 @@ argument with piped input). It raises the same alerts as live detection.
 
 Alerts go to standard output as JSON lines (or -o FILE; --format text for
 people); a summary goes to standard error. Bad lines are reported with
-file:line and skipped (--strict stops at the first).`,
+file:line and skipped (--strict stops at the first). An event whose JSON
+cannot be read whole (a body nested too deep, a line cut after its
+metadata) is evaluated on what can be read of it, marked vigil.bodyUnparsed,
+and counted apart; --fail-on-bad makes either kind exit 3.`,
 		Example: `  vigil replay /var/log/kubernetes/audit/
   vigil replay audit.log.gz --format text --fail-on high
   kubectl logs kube-apiserver-node1 | vigil replay -`,
 		RunE: func(c *cobra.Command, args []string) error { return a.replay(c.Context(), f, args) },
 	}
 	f.register(c)
+	f.forensics.register(c)
 	fl := c.Flags()
 	fl.StringVarP(&f.output, "output", "o", "", "write alerts to FILE instead of standard output")
 	fl.StringVar(&f.format, "format", "json", "alert format: json (JSON lines) or text")
 	fl.StringVar(&f.since, "since", "", "skip events before this time (RFC 3339, or a duration such as 24h before now)")
 	fl.StringVar(&f.until, "until", "", "skip events after this time (RFC 3339, or a duration before now)")
 	fl.StringVar(&f.failOn, "fail-on", "", "exit with code 3 if an alert of this severity or higher is raised (info|low|medium|high|critical)")
+	fl.BoolVar(&f.failOnBad, "fail-on-bad", false, "exit with code 3 if any input was dropped or read only in part")
 	fl.BoolVar(&f.strict, "strict", false, "stop at the first line that is not an audit event")
 	fl.IntVar(&f.workers, "workers", 0, "matching goroutines (default: config detect.workers, else all cores)")
 	fl.DurationVar(&f.lateness, "lateness", 0, "allowed lateness of events for windows (default: config detect.lateness, else 5m)")
 	fl.StringVar(&f.cluster, "cluster", "", "cluster name put in alerts (default: config cluster)")
+	fl.StringVar(&f.input, "input-format", "auto", "input format: auto, audit, eks, gke or aks (docs/sources.md)")
+	fl.StringVar(&f.actionsOutput, "actions-output", "", actionsOutputUsage)
 	fl.BoolVarP(&f.quiet, "quiet", "q", false, "no summary or progress on standard error")
 	return c
 }
@@ -116,9 +127,18 @@ func (a *app) replay(ctx context.Context, f replayFlags, args []string) error {
 	if err != nil {
 		return err
 	}
+	fx, err := a.newForensics(f.forensics, rs)
+	if err != nil {
+		return err
+	}
 	if os.Getenv("GOGC") == "" {
 		// Replay allocates per event and holds little: collect less often.
 		defer debug.SetGCPercent(debug.SetGCPercent(400))
+		// A soft limit lets the heap grow for speed up to a bound that
+		// keeps a long replay small; GOMEMLIMIT overrides it.
+		if os.Getenv("GOMEMLIMIT") == "" {
+			defer debug.SetMemoryLimit(debug.SetMemoryLimit(224 << 20))
+		}
 	}
 	cluster := cmp.Or(f.cluster, cfg.Cluster)
 	workers := cmp.Or(f.workers, cfg.Detect.Workers)
@@ -131,11 +151,15 @@ func (a *app) replay(ctx context.Context, f replayFlags, args []string) error {
 	if err != nil {
 		return err
 	}
+	if send, closeOutput, err = a.replayActions(ctx, cfg, rs, f.actionsOutput, send, closeOutput); err != nil {
+		return err
+	}
 	defer closeOutput(context.WithoutCancel(ctx))
 	sum := newSummary()
 	var tripped []detect.Alert
 	emit := func(al detect.Alert) error {
 		sum.alert(al)
+		fx.alert(al)
 		if failOn != detect.SeverityUnknown && al.Severity >= failOn {
 			tripped = append(tripped, al)
 		}
@@ -165,25 +189,31 @@ func (a *app) replay(ctx context.Context, f replayFlags, args []string) error {
 		defer mu.Unlock()
 		return strictErr
 	}
-	reader, err := logfile.Open(args, a.stdin, logfile.Options{Cluster: cluster, OnError: onError})
+	onSalvage := func(origin string, err error) {
+		mu.Lock()
+		defer mu.Unlock()
+		sum.salvage(origin, err)
+	}
+	reader, truncated, err := openReplayInput(args, a.stdin, f.input, cluster, onError, onSalvage, rs)
 	if err != nil {
-		return usageError{err}
+		return err
 	}
 
 	set := metrics.NewSet()
 	eng, err := detect.New(detect.Options{
 		Rules: rs, Workers: workers, Emit: emit, Metrics: set, Logger: a.logger, Lateness: lateness,
-		MaxKeysPerRule: cfg.Detect.MaxKeysPerRule, Since: since, Until: until,
+		MaxKeysPerRule: cfg.Detect.MaxKeysPerRule, DistinctExact: cfg.Detect.DistinctExact, Since: since, Until: until,
 		OnReject: func(r ingest.Record, err error) { _ = onError(r.Origin, err) },
 	})
 	if err != nil {
 		return err
 	}
 
-	progress := a.progress(f.quiet, sum)
+	src := fx.meter(reader, args)
+	progress := a.startProgress(f.quiet, src)
 	defer progress.stop()
 	readCtx, stopReading := context.WithCancel(ctx)
-	batches := readAhead(readCtx, reader, 2)
+	batches := readAhead(readCtx, src, 2)
 	defer func() {
 		// The reader goroutine must be done before the reader closes.
 		stopReading()
@@ -219,13 +249,24 @@ func (a *app) replay(ctx context.Context, f replayFlags, args []string) error {
 		return fmt.Errorf("deliver alerts: %w", err)
 	}
 	progress.stop()
+	if err := fx.finish(); err != nil {
+		return err
+	}
 	sum.duplicates = int(set.GetOrCreateCounter("vigil_detect_duplicate_events_total").Get())
 	sum.late = int(set.GetOrCreateCounter("vigil_detect_late_events_total").Get())
 	if !f.quiet {
 		sum.print(a.stderr, rs)
+		truncated.print(a.stderr)
 	}
+	var gates []string
 	if len(tripped) > 0 {
-		return gateError{fmt.Sprintf("%d alerts at or above %s (--fail-on)", len(tripped), failOn)}
+		gates = append(gates, fmt.Sprintf("%d alerts at or above %s (--fail-on)", len(tripped), failOn))
+	}
+	if f.failOnBad && sum.dropped+sum.salvaged > 0 {
+		gates = append(gates, fmt.Sprintf("%d inputs dropped and %d read only in part (--fail-on-bad)", sum.dropped, sum.salvaged))
+	}
+	if len(gates) > 0 {
+		return gateError{strings.Join(gates, "; ")}
 	}
 	return nil
 }
@@ -349,13 +390,15 @@ func formatText(al detect.Alert) string {
 
 // summary counts what a replay saw, for the report on stderr.
 type summary struct {
-	events                     atomic.Int64
-	badLines, duplicates, late int
-	badSamples                 []string
-	byRule                     map[string]int
-	bySeverity                 map[detect.Severity]int
-	byUser                     map[string]int
-	started                    time.Time
+	events atomic.Int64
+	// dropped inputs are not audit events; salvaged ones were evaluated
+	// on what could be read of them.
+	dropped, salvaged, duplicates, late int
+	droppedSamples, salvagedSamples     []string
+	byRule                              map[string]int
+	bySeverity                          map[detect.Severity]int
+	byUser                              map[string]int
+	started                             time.Time
 }
 
 func newSummary() *summary {
@@ -365,13 +408,21 @@ func newSummary() *summary {
 func (s *summary) alert(a detect.Alert) {
 	s.byRule[a.Rule]++
 	s.bySeverity[a.Severity]++
-	s.byUser[cmp.Or(a.User.Username, "(anonymous)")]++
+	// Cloned: the alert's strings may share the memory of its event.
+	s.byUser[strings.Clone(cmp.Or(a.User.Username, "(anonymous)"))]++
 }
 
 func (s *summary) bad(origin string, err error) {
-	s.badLines++
-	if len(s.badSamples) < 10 {
-		s.badSamples = append(s.badSamples, fmt.Sprintf("%s: %v", origin, err))
+	s.dropped++
+	if len(s.droppedSamples) < 10 {
+		s.droppedSamples = append(s.droppedSamples, fmt.Sprintf("%s: %v", origin, err))
+	}
+}
+
+func (s *summary) salvage(origin string, err error) {
+	s.salvaged++
+	if len(s.salvagedSamples) < 10 {
+		s.salvagedSamples = append(s.salvagedSamples, fmt.Sprintf("%s: %v", origin, err))
 	}
 }
 
@@ -383,15 +434,12 @@ func (s *summary) print(w io.Writer, rs *detect.RuleSet) {
 	}
 	fmt.Fprintf(w, "vigil replay: %d events in %s (%.0f events/s), %d rules, %d alerts\n",
 		s.events.Load(), el.Round(time.Millisecond), float64(s.events.Load())/max(el.Seconds(), 1e-9), len(rs.Rules), total)
-	if s.badLines > 0 || s.duplicates > 0 || s.late > 0 {
-		fmt.Fprintf(w, "  %d bad lines, %d duplicate events dropped, %d events too late for windows\n", s.badLines, s.duplicates, s.late)
+	if s.dropped > 0 || s.salvaged > 0 || s.duplicates > 0 || s.late > 0 {
+		fmt.Fprintf(w, "  %d dropped (not audit events), %d salvaged (read in part, evaluated on their metadata), %d duplicate events dropped, %d events too late for windows\n",
+			s.dropped, s.salvaged, s.duplicates, s.late)
 	}
-	for _, b := range s.badSamples {
-		fmt.Fprintf(w, "  bad: %s\n", b)
-	}
-	if s.badLines > len(s.badSamples) {
-		fmt.Fprintf(w, "  bad: ... and %d more\n", s.badLines-len(s.badSamples))
-	}
+	samples(w, "dropped", s.droppedSamples, s.dropped)
+	samples(w, "salvaged", s.salvagedSamples, s.salvaged)
 	if total == 0 {
 		return
 	}
@@ -412,6 +460,15 @@ func (s *summary) print(w io.Writer, rs *detect.RuleSet) {
 	}
 }
 
+func samples(w io.Writer, what string, list []string, n int) {
+	for _, b := range list {
+		fmt.Fprintf(w, "  %s: %s\n", what, b)
+	}
+	if n > len(list) {
+		fmt.Fprintf(w, "  %s: ... and %d more\n", what, n-len(list))
+	}
+}
+
 type kv struct {
 	k string
 	n int
@@ -424,42 +481,4 @@ func sortedCounts(m map[string]int) []kv {
 	}
 	slices.SortFunc(out, func(a, b kv) int { return cmp.Or(cmp.Compare(b.n, a.n), strings.Compare(a.k, b.k)) })
 	return out
-}
-
-// progressLine prints events/s on a terminal every second.
-type progressLine struct {
-	done    chan struct{}
-	stopped bool
-	w       io.Writer
-}
-
-func (a *app) progress(quiet bool, s *summary) *progressLine {
-	p := &progressLine{done: make(chan struct{}), w: a.stderr}
-	if quiet || !a.stderrIsTerminal {
-		p.stopped = true
-		return p
-	}
-	go func() {
-		t := time.NewTicker(time.Second)
-		defer t.Stop()
-		for {
-			select {
-			case <-p.done:
-				fmt.Fprint(p.w, "\r\033[K")
-				return
-			case <-t.C:
-				el := time.Since(s.started).Seconds()
-				n := s.events.Load()
-				fmt.Fprintf(p.w, "\r\033[K%d events, %.0f events/s", n, float64(n)/el)
-			}
-		}
-	}()
-	return p
-}
-
-func (p *progressLine) stop() {
-	if !p.stopped {
-		p.stopped = true
-		close(p.done)
-	}
 }

@@ -202,6 +202,14 @@ func (f *ruleFlags) check(cfg *Config) (string, error) {
 	if err != nil {
 		errs = append(errs, err)
 	}
+	if rs != nil {
+		_, err = cfg.responsesFor(rs)
+	} else {
+		_, err = cfg.responseConfig()
+	}
+	if err != nil {
+		errs = append(errs, err)
+	}
 	if err := errors.Join(errs...); err != nil {
 		return "", usageError{err}
 	}

@@ -55,7 +55,7 @@ rules:
 		code   int
 		want   []string // in stdout when code is 0, else in stderr
 	}{
-		{name: "no config", code: 0, want: []string{"no config file: ok: ", " rules enabled, 0 disabled, 11 lists, 0 sinks"}},
+		{name: "no config", code: 0, want: []string{"no config file: ok: ", " rules enabled, 0 disabled, 24 lists, 0 sinks"}},
 		{name: "tuned", config: `
 cluster: prod
 rules: {disable: [discovery-sweep]}
@@ -64,9 +64,9 @@ overrides: {forbidden-burst-user: {count: 50, within: 2m}, secret-read: {severit
 sinks: [{name: out, type: stdout}]
 serve: {retry_after: 5s}
 queue: {retention: 2h}
-`, code: 0, want: []string{": ok: ", " rules enabled, 1 disabled, 11 lists, 1 sinks"}},
+`, code: 0, want: []string{": ok: ", " rules enabled, 1 disabled, 24 lists, 1 sinks"}},
 		{name: "a list of the user's own rule file", config: "lists: {break_glass_users: [dr-admin]}\n",
-			args: []string{"--rules", own}, code: 0, want: []string{": ok: ", "12 lists"}},
+			args: []string{"--rules", own}, code: 0, want: []string{": ok: ", "25 lists"}},
 		{name: "typos", config: typoConfig, code: 2, want: typoErrors},
 		{name: "every stage at once", config: typoConfig + `
 serve: {max_body_bytes: -1}

@@ -5,10 +5,12 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"time"
 
 	"github.com/VictoriaMetrics/metrics"
 	"github.com/spf13/cobra"
 
+	"github.com/vigil-k8s/vigil/detect/incident"
 	"github.com/vigil-k8s/vigil/ingest/pipeline"
 	"github.com/vigil-k8s/vigil/ingest/webhook"
 )
@@ -16,6 +18,7 @@ import (
 // serveFlags are the flags of vigil serve.
 type serveFlags struct {
 	ruleFlags
+	queue                             queueFlags
 	listen, insecureListen, opsListen string
 	dataDir, advertiseURL, output     string
 	syncAlways, pprof                 bool
@@ -42,6 +45,7 @@ for kube-apiserver --audit-webhook-config-file. See docs/serve.md.`,
 		RunE: func(c *cobra.Command, _ []string) error { return a.serve(c.Context(), f) },
 	}
 	f.register(c)
+	f.queue.register(c.Flags())
 	fl := c.Flags()
 	fl.StringVar(&f.listen, "listen", ":8443", "HTTPS address of the webhook")
 	fl.StringVar(&f.insecureListen, "insecure-listen", "", "serve the webhook over plain HTTP on this address instead (local trials only)")
@@ -70,8 +74,10 @@ func (a *app) serve(ctx context.Context, f serveFlags) error {
 		Rules: rs, DataDir: f.dataDir, Listen: cmp.Or(f.insecureListen, f.listen),
 		OpsListen: f.opsListen, Pprof: f.pprof,
 		Workers: cfg.Detect.Workers, Lateness: cfg.lateness(), MaxKeysPerRule: cfg.Detect.MaxKeysPerRule,
+		DistinctExact: cfg.Detect.DistinctExact, MemoryLimit: ss.Serve.MemoryLimit,
 		SilenceAfter: ss.Serve.SilenceAfter.D(), DrainTimeout: ss.Serve.DrainTimeout.D(),
 		Logger: a.logger, Metrics: metrics.NewSet(), BeforeBatch: f.beforeBatch,
+		Incidents: incident.NewTracker(incident.Options{Idle: 24 * time.Hour, MaxIncidents: 10_000}),
 		Webhook: webhook.Options{Path: ss.Serve.Path, DefaultCluster: cfg.Cluster,
 			MaxBodyBytes: ss.Serve.MaxBodyBytes, MaxEventBytes: ss.Serve.MaxEventBytes,
 			RetryAfter: ss.Serve.RetryAfter.D()},
@@ -91,6 +97,9 @@ func (a *app) serve(ctx context.Context, f serveFlags) error {
 	}
 	if pc.TLS != nil && len(pc.Webhook.Tokens) == 0 && !pc.Webhook.ClientCerts {
 		return usagef("serve: no client authentication: set serve.client_ca or serve.tokens_file when serving your own certificate")
+	}
+	if pc.Sources, err = buildSources(cfg, f.dataDir, a.logger, pc.Metrics, rs); err != nil {
+		return err
 	}
 	if err := a.openServeBackends(ctx, f, cfg, ss, &pc); err != nil {
 		return err

@@ -3,53 +3,51 @@ package main
 import (
 	"context"
 	"errors"
-	"fmt"
-	"path/filepath"
-	"time"
 
-	"github.com/vigil-k8s/vigil/ingest/jetstream"
 	"github.com/vigil-k8s/vigil/ingest/pipeline"
 	"github.com/vigil-k8s/vigil/sinks"
 )
 
-// openServeBackends opens the queue and the alert store of vigil serve and
-// puts them into pc: the embedded JetStream queue in the data dir, and the
-// sinks in durable mode on its VIGIL_ALERTS stream.
+// openServeBackends opens the queue, the alert store and the responder of
+// vigil serve and puts them into pc: the queue the flags and the queue:
+// section choose (serve_queue.go), and the sinks in durable mode on the
+// alert stream of its JetStream.
 func (a *app) openServeBackends(ctx context.Context, f serveFlags, cfg *Config, ss serveSettings, pc *pipeline.Config) (err error) {
-	span := pipeline.RebuildSpan(pc.Rules, pc.Lateness)
-	q, err := jetstream.Open(ctx, jetstream.Options{
-		Dir:             filepath.Join(f.dataDir, "queue"),
-		SyncAlways:      f.syncAlways || ss.Queue.SyncAlways,
-		MaxPendingBytes: ss.Queue.MaxPendingBytes,
-		MaxBytes:        ss.Queue.MaxBytes,
-		Retention:       max(ss.Queue.Retention.D(), span+time.Hour),
-		DedupWindow:     ss.Queue.DedupWindow.D(),
-		DedupMaxKeys:    ss.Queue.DedupMaxKeys,
-		Logger:          a.logger.With("component", "queue"),
-		Metrics:         pc.Metrics,
-	})
+	sq, err := a.openServeQueue(ctx, f.queue, ss.Queue, queueSetup{dataDir: f.dataDir, syncAlways: f.syncAlways,
+		span: pipeline.RebuildSpan(pc.Rules, pc.Lateness), metrics: pc.Metrics})
 	if err != nil {
-		return fmt.Errorf("open queue: %w", err)
+		return err
 	}
 	defer func() {
 		if err != nil {
-			q.Close(context.Background())
+			sq.queue.Close(context.Background())
 		}
 	}()
-	if pc.Webhook.MaxEventBytes > q.MaxRecordSize() {
-		return usagef("serve.max_event_bytes %d is over the queue's limit of %d", pc.Webhook.MaxEventBytes, q.MaxRecordSize())
+	if pc.Webhook.MaxEventBytes > sq.queue.MaxRecordSize() {
+		return usagef("serve.max_event_bytes %d is over the queue's limit of %d", pc.Webhook.MaxEventBytes, sq.queue.MaxRecordSize())
 	}
-	fps, err := q.Fingerprints(ctx, span+time.Hour)
+	resp, err := a.serveResponder(cfg, pc.Rules, f.dataDir, pc.Metrics)
 	if err != nil {
 		return err
 	}
-	// Alerts go to VIGIL_ALERTS and from there to each sink: the sinks'
-	// consumers exist before the first alert can be published.
-	disp, err := a.buildSinks(ctx, cfg, sinkSetup{output: f.output, metrics: pc.Metrics, js: q.JetStream(), nc: q.Conn()})
+	// Alerts go to the alert stream and from there to each sink and the
+	// responder: their consumers exist before the first alert is stored.
+	setup := sinkSetup{output: f.output, metrics: pc.Metrics, js: sq.js, nc: sq.nc,
+		durable: sinks.DurableOptions{Replicas: sq.replicas}}
+	if resp != nil {
+		setup.responder = resp
+	}
+	disp, err := a.buildSinks(ctx, cfg, setup)
 	if err != nil {
+		if resp != nil {
+			resp.Close()
+		}
 		return err
 	}
-	pc.Queue, pc.Alerts, pc.SentSet = q, disp, fps
+	if resp != nil {
+		resp.Start(disp)
+	}
+	pc.Queue, pc.Alerts, pc.SentSet = sq.queue, disp, sq.sent
 	pc.RecentAlerts = func(ctx context.Context, n int) ([]pipeline.StoredAlert, error) {
 		stored, err := disp.RecentStored(ctx, n)
 		out := make([]pipeline.StoredAlert, len(stored))
