@@ -10,6 +10,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/vigil-k8s/vigil/ingest"
+	"github.com/vigil-k8s/vigil/ingest/internal/frames"
 )
 
 // deliver runs on the consumer's delivery goroutine; blocking here is the
@@ -85,7 +86,7 @@ func (q *Queue) take(d *delivery, m jetstream.Msg) {
 		}
 		origin = "queue:" + strconv.FormatUint(md.Sequence.Stream, 10)
 	}
-	// Only a bug or disk corruption makes body or decodeFrames fail; what
+	// Only a bug or disk corruption makes body or frames.Decode fail; what
 	// is intact is still processed and the problem is logged where it
 	// happened.
 	data, buf, err := q.body(m.Data(), h)
@@ -98,22 +99,22 @@ func (q *Queue) take(d *delivery, m jetstream.Msg) {
 		d.bufs = append(d.bufs, buf)
 	}
 	d.size += int64(len(data))
-	frames, err := decodeFrames(data, nil)
+	fs, err := frames.Decode(data, nil)
 	if err != nil {
 		q.m.corrupt.Inc()
 		q.log.Error("decode queue message", "err", err, "cluster", cluster, "origin", origin)
 	}
-	cg.take(int64(len(frames)), written)
+	cg.take(int64(len(fs)), written)
 	n := len(d.recs)
 	q.dedupMu.Lock()
 	q.dedup.Advance(now)
-	for _, f := range frames {
-		key := q.digests.Digest(f.key)
+	for _, f := range fs {
+		key := q.digests.Digest(f.Key)
 		if q.dedup.Seen(key) {
 			q.m.dedupHits(cluster).Inc()
 			continue
 		}
-		d.recs = append(d.recs, ingest.Record{Data: f.data, Cluster: cluster, Origin: origin})
+		d.recs = append(d.recs, ingest.Record{Data: f.Data, Cluster: cluster, Origin: origin})
 		d.keys = append(d.keys, key)
 	}
 	q.m.dedupKeys.Set(float64(q.dedup.Len()))

@@ -10,9 +10,10 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/vigil-k8s/vigil/ingest"
+	"github.com/vigil-k8s/vigil/ingest/internal/frames"
 )
 
-// TestQueue_Split checks that messages hold about rawTarget of frames,
+// TestQueue_Split checks that messages hold about frames.Target of frames,
 // start again when the cluster changes, keep every entry in order, that an
 // entry larger than the target goes alone, and that compression is used
 // when it saves space and is undone by body.
@@ -41,7 +42,7 @@ func TestQueue_Split(t *testing.T) {
 	add("b", 10, 1000, padded(1000))
 	add("c", 3, 0, random)
 	msgs, info := q.split(entries)
-	var got []frame
+	var got []frames.Frame
 	for i, m := range msgs {
 		data, _, err := q.body(m.Data, m.Header)
 		if err != nil {
@@ -50,22 +51,22 @@ func TestQueue_Split(t *testing.T) {
 		if len(data) != info[i].raw {
 			t.Errorf("message %d: %d bytes of frames, split said %d", i, len(data), info[i].raw)
 		}
-		compressed := m.Header.Get(HeaderEncoding) == encodingS2
+		compressed := m.Header.Get(HeaderEncoding) == frames.EncodingS2
 		if cluster := m.Header.Get(HeaderCluster); compressed != (cluster != "c") {
 			t.Errorf("message %d of cluster %s: compressed %v, want only compressible data compressed", i, cluster, compressed)
 		}
-		frames, err := decodeFrames(data, nil)
+		fs, err := frames.Decode(data, nil)
 		if err != nil {
 			t.Fatalf("message %d: %v", i, err)
 		}
-		if len(frames) != info[i].events {
-			t.Errorf("message %d holds %d entries, split said %d", i, len(frames), info[i].events)
+		if len(fs) != info[i].events {
+			t.Errorf("message %d holds %d entries, split said %d", i, len(fs), info[i].events)
 		}
-		if len(data) > rawTarget && len(frames) != 1 {
-			t.Errorf("message %d holds %d bytes in %d entries, want at most %d or one entry", i, len(data), len(frames), rawTarget)
+		if len(data) > frames.Target && len(fs) != 1 {
+			t.Errorf("message %d holds %d bytes in %d entries, want at most %d or one entry", i, len(data), len(fs), frames.Target)
 		}
 		cluster := m.Header.Get(HeaderCluster)
-		for _, f := range frames {
+		for _, f := range fs {
 			if e := entries[len(got)]; e.Cluster != cluster {
 				t.Errorf("entry %d of cluster %q in a message of %q", len(got), e.Cluster, cluster)
 			}
@@ -76,12 +77,12 @@ func TestQueue_Split(t *testing.T) {
 		t.Fatalf("%d entries in the messages, want %d", len(got), len(entries))
 	}
 	for i, f := range got {
-		if string(f.key) != entries[i].Key || string(f.data) != string(entries[i].Data) {
-			t.Fatalf("entry %d: got key %s, want %s", i, f.key, entries[i].Key)
+		if string(f.Key) != entries[i].Key || string(f.Data) != string(entries[i].Data) {
+			t.Fatalf("entry %d: got key %s, want %s", i, f.Key, entries[i].Key)
 		}
 	}
-	if len(msgs) < 400*1000/rawTarget+4 {
-		t.Errorf("%d messages, want the 400 KB of cluster a split near %d bytes", len(msgs), rawTarget)
+	if len(msgs) < 400*1000/frames.Target+4 {
+		t.Errorf("%d messages, want the 400 KB of cluster a split near %d bytes", len(msgs), frames.Target)
 	}
 }
 
@@ -94,10 +95,10 @@ func TestQueue_Body(t *testing.T) {
 		h    nats.Header
 		data []byte
 	}{
-		{"corrupt s2", nats.Header{HeaderEncoding: {encodingS2}}, []byte{0xff, 0xff, 0xff, 0xff, 0xff, 0x01, 0x02}},
-		{"truncated s2", nats.Header{HeaderEncoding: {encodingS2}}, s2.Encode(nil, bytes.Repeat([]byte("audit "), 1000))[:20]},
+		{"corrupt s2", nats.Header{HeaderEncoding: {frames.EncodingS2}}, []byte{0xff, 0xff, 0xff, 0xff, 0xff, 0x01, 0x02}},
+		{"truncated s2", nats.Header{HeaderEncoding: {frames.EncodingS2}}, s2.Encode(nil, bytes.Repeat([]byte("audit "), 1000))[:20]},
 		{"unknown encoding", nats.Header{HeaderEncoding: {"zstd"}}, []byte("x")},
-		{"size over the payload limit", nats.Header{HeaderEncoding: {encodingS2}}, s2.Encode(nil, make([]byte, DefaultMaxPayload+1))},
+		{"size over the payload limit", nats.Header{HeaderEncoding: {frames.EncodingS2}}, s2.Encode(nil, make([]byte, DefaultMaxPayload+1))},
 	} {
 		if _, _, err := q.body(c.data, c.h); err == nil {
 			t.Errorf("%s: no error", c.name)
@@ -111,18 +112,18 @@ func FuzzQueueBody(f *testing.F) {
 	q := &Queue{opts: Options{MaxPayload: DefaultMaxPayload}}
 	msgs, _ := q.split(entries("a", 0, 20, 200))
 	f.Add(msgs[0].Data, true)
-	f.Add(appendFrame(nil, ingest.Entry{Key: "k", Record: ingest.Record{Data: []byte(`{"auditID":"x"}`)}}), false)
+	f.Add(frames.Append(nil, ingest.Entry{Key: "k", Record: ingest.Record{Data: []byte(`{"auditID":"x"}`)}}), false)
 	f.Add([]byte{0xff, 0xff, 0xff, 0xff, 0x0f, 1}, true)
 	f.Fuzz(func(t *testing.T, data []byte, compressed bool) {
 		h := nats.Header{}
 		if compressed {
-			h.Set(HeaderEncoding, encodingS2)
+			h.Set(HeaderEncoding, frames.EncodingS2)
 		}
 		body, buf, err := q.body(data, h)
 		if err != nil {
 			return
 		}
-		if _, err := decodeFrames(body, nil); err != nil {
+		if _, err := frames.Decode(body, nil); err != nil {
 			return
 		}
 		q.putBuf(buf)

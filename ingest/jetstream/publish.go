@@ -11,6 +11,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/vigil-k8s/vigil/ingest"
+	"github.com/vigil-k8s/vigil/ingest/internal/frames"
 )
 
 // Publish implements ingest.Queue. Entries are split into messages of at
@@ -120,14 +121,14 @@ func classify(err error) error {
 // It returns the messages and, for each, its events and the size of its
 // frames before compression.
 //
-// Messages take about rawTarget of frames: audit JSON compresses about 8×
+// Messages take about frames.Target of frames: audit JSON compresses about 8×
 // with S2, so a message stays under the 64 KiB that the server and the
 // client read from a connection at a time (a larger one is gathered into a
 // growing buffer on both sides, copied again each time). Compression also
 // cuts what the store writes, caches and keeps on disk. A single entry
 // larger than that still goes alone, up to the payload limit.
 func (q *Queue) split(entries []ingest.Entry) ([]*nats.Msg, []msgInfo) {
-	limit := min(q.opts.MaxPayload-frameSlack, rawTarget)
+	limit := min(q.opts.MaxPayload-frameSlack, frames.Target)
 	scratch := q.getBuf(0)
 	defer q.putBuf(scratch)
 	var msgs []*nats.Msg
@@ -137,10 +138,10 @@ func (q *Queue) split(entries []ingest.Entry) ([]*nats.Msg, []msgInfo) {
 		b := (*scratch)[:0]
 		j := i
 		for ; j < len(entries) && entries[j].Cluster == cluster; j++ {
-			if j > i && len(b)+frameSize(entries[j]) > limit {
+			if j > i && len(b)+frames.Size(entries[j]) > limit {
 				break
 			}
-			b = appendFrame(b, entries[j])
+			b = frames.Append(b, entries[j])
 		}
 		*scratch = b
 		m := nats.NewMsg(EventSubject)

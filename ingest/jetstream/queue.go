@@ -16,6 +16,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/vigil-k8s/vigil/ingest"
+	"github.com/vigil-k8s/vigil/ingest/internal/frames"
 	"github.com/vigil-k8s/vigil/ingest/internal/gate"
 )
 
@@ -33,7 +34,6 @@ const (
 	// HeaderEncoding is "s2" on an event message whose body is compressed
 	// (S2 block format); without it the body is the frames as they are.
 	HeaderEncoding = "Vigil-Encoding"
-	encodingS2     = "s2"
 	// headerTruncated is the size of a dead-lettered item stored cut to
 	// the payload limit.
 	headerTruncated = "Vigil-Truncated"
@@ -49,11 +49,6 @@ const (
 	DefaultDeadLetterAge   = 7 * 24 * time.Hour
 	// frameSlack leaves room in a message for headers and frame lengths.
 	frameSlack = 4 << 10
-	// rawTarget is how much framed event data Publish puts in a message
-	// before compressing it (see split).
-	rawTarget = 256 << 10
-	// maxPooled is the largest buffer kept for reuse.
-	maxPooled = 1 << 20
 )
 
 // Options configure the embedded queue.
@@ -151,7 +146,7 @@ type Queue struct {
 	// messages. A published message's buffer comes back once its publish
 	// is acknowledged (the client may resend it until then), a decompressed
 	// one once its batch is acknowledged (records alias it).
-	bufs   sync.Pool
+	bufs   frames.Pool
 	events jetstream.Stream
 	cons   jetstream.Consumer
 	cc     jetstream.ConsumeContext

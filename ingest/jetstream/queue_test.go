@@ -11,6 +11,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/vigil-k8s/vigil/ingest"
+	"github.com/vigil-k8s/vigil/ingest/internal/frames"
 	"github.com/vigil-k8s/vigil/ingest/queuetest"
 )
 
@@ -174,7 +175,7 @@ func TestQueue_CorruptMessage(t *testing.T) {
 		t.Fatal(err)
 	}
 	bad := nats.NewMsg(EventSubject)
-	bad.Header.Set(HeaderEncoding, encodingS2)
+	bad.Header.Set(HeaderEncoding, frames.EncodingS2)
 	bad.Data = []byte{0xff, 0xff, 0xff, 0xff, 0x0f, 1, 2, 3}
 	if _, err := q.js.PublishMsg(t.Context(), bad); err != nil {
 		t.Fatal(err)

@@ -9,6 +9,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/vigil-k8s/vigil/ingest"
+	"github.com/vigil-k8s/vigil/ingest/internal/frames"
 )
 
 // Replay re-reads, in order, the already acknowledged events written in the
@@ -39,7 +40,7 @@ func (q *Queue) Replay(ctx context.Context, span time.Duration, fn func(ingest.B
 	if err != nil {
 		return info, fmt.Errorf("create replay consumer: %w", err)
 	}
-	var frames []frame
+	var fs []frames.Frame
 	for {
 		mb, err := oc.Fetch(256, jetstream.FetchMaxWait(2*time.Second))
 		if err != nil {
@@ -67,20 +68,20 @@ func (q *Queue) Replay(ctx context.Context, span time.Duration, fn func(ingest.B
 				q.m.corrupt.Inc()
 				q.log.Error("read queue message", "err", err, "seq", md.Sequence.Stream)
 			}
-			frames, err = decodeFrames(data, frames[:0])
+			fs, err = frames.Decode(data, fs[:0])
 			if err != nil {
 				q.m.corrupt.Inc()
 				q.log.Error("decode queue message", "err", err, "seq", md.Sequence.Stream)
 			}
 			now := q.opts.Now()
-			recs := make([]ingest.Record, 0, len(frames))
+			recs := make([]ingest.Record, 0, len(fs))
 			q.dedupMu.Lock()
 			q.dedup.Advance(now)
-			for _, f := range frames {
-				if q.dedup.Seen(q.digests.Digest(f.key)) {
+			for _, f := range fs {
+				if q.dedup.Seen(q.digests.Digest(f.Key)) {
 					continue
 				}
-				recs = append(recs, ingest.Record{Data: f.data, Cluster: cluster})
+				recs = append(recs, ingest.Record{Data: f.Data, Cluster: cluster})
 			}
 			q.dedupMu.Unlock()
 			info.Records += len(recs)
