@@ -7,6 +7,7 @@ import (
 	"strings"
 	"text/template"
 	"time"
+	"unsafe"
 
 	"github.com/vigil-k8s/vigil/ingest"
 )
@@ -72,13 +73,41 @@ func Fingerprint(rule, groupKey string, windowStart time.Time) string {
 	return hex.EncodeToString(h.Sum(nil)[:16])
 }
 
-// windowResult is what a window adds to an alert.
+// windowResult is what a window adds to an alert; a sequence also the
+// steps that completed it.
 type windowResult struct {
 	key         string
 	count       int
 	first, last time.Time
 	auditIDs    []string
 	distinct    []string
+	steps       []stepResult
+}
+
+// stepResult is one step of a completed sequence, as output templates see
+// it in .steps.
+type stepResult struct {
+	name, user, auditID string
+	time                time.Time
+}
+
+// stepData is .steps: one map per step (name, user, auditID, time); empty
+// but for sequences.
+func (w *windowResult) stepData() []map[string]any {
+	out := make([]map[string]any, 0, len(w.steps))
+	for _, s := range w.steps {
+		out = append(out, map[string]any{"name": s.name, "user": s.user, "auditID": s.auditID, "time": s.time})
+	}
+	return out
+}
+
+// firstUser is .firstUser: the user of a sequence's first step ("" for
+// other kinds).
+func (w *windowResult) firstUser() string {
+	if len(w.steps) == 0 {
+		return ""
+	}
+	return w.steps[0].user
 }
 
 // sensitiveBodies are resources whose bodies hold credentials: their request
@@ -90,12 +119,12 @@ func hidesBodies(ref ingest.ObjectRef) bool {
 }
 
 // newAlert builds the alert for rule r raised by ev (owned by the caller,
-// which may reuse it after newAlert returns).
+// which may reuse it after newAlert returns): the alert copies what it
+// takes of the event, the event is not cloned.
 func newAlert(r *Rule, ev *ingest.Event, w windowResult) Alert {
-	ev = ev.Clone()
 	a := Alert{
 		Rule: r.Spec.ID, Title: r.Spec.Title, Severity: r.Spec.Severity, Tags: r.Spec.Tags,
-		Description: strings.TrimSpace(r.Spec.Description),
+		Description: r.description,
 		Time:        ev.Time(), Cluster: ev.Cluster,
 		User: ev.User, SourceIPs: ev.SourceIPs, UserAgent: ev.UserAgent, Verb: ev.Verb,
 		RequestURI: ev.RequestURI, ResponseCode: ev.ResponseStatus.Code,
@@ -116,11 +145,94 @@ func newAlert(r *Rule, ev *ingest.Event, w windowResult) Alert {
 		a.AuditIDs = []string{ev.AuditID}
 	}
 	a.Fingerprint = Fingerprint(a.Rule, a.GroupKey, a.FirstTime)
-	a.Message = render(r, ev, &a)
+	a.Message = render(r, ev, &a, &w)
+	a.own()
 	return a
 }
 
-// templateFuncs are the functions output templates may call.
+// own copies the strings an alert borrows from its event into one
+// allocation, and its lists into another, so the alert outlives the event.
+func (a *Alert) own() {
+	strs := a.borrowed()
+	lists := [][]string{a.User.Groups, a.SourceIPs, a.AuditIDs}
+	if a.ImpersonatedUser != nil {
+		lists = append(lists, a.ImpersonatedUser.Groups)
+	}
+	n, items := 0, 0
+	for _, s := range strs {
+		n += len(*s)
+	}
+	for _, l := range lists {
+		items += len(l)
+		for _, s := range l {
+			n += len(s)
+		}
+	}
+	buf := make([]byte, 0, n)
+	keep := func(s string) string {
+		if s == "" {
+			return ""
+		}
+		start := len(buf)
+		buf = append(buf, s...)
+		return unsafe.String(&buf[start], len(s))
+	}
+	for _, s := range strs {
+		*s = keep(*s)
+	}
+	all := make([]string, 0, items)
+	copyList := func(l []string) []string {
+		if l == nil {
+			return nil
+		}
+		start := len(all)
+		for _, s := range l {
+			all = append(all, keep(s))
+		}
+		return all[start:len(all):len(all)]
+	}
+	a.User.Groups = copyList(a.User.Groups)
+	a.SourceIPs = copyList(a.SourceIPs)
+	a.AuditIDs = copyList(a.AuditIDs)
+	a.User.Extra = cloneExtra(a.User.Extra)
+	if u := a.ImpersonatedUser; u != nil {
+		u.Groups = copyList(u.Groups)
+		u.Extra = cloneExtra(u.Extra)
+	}
+}
+
+// borrowed returns the string fields of an alert that may point into its
+// event.
+func (a *Alert) borrowed() []*string {
+	out := []*string{&a.Cluster, &a.User.Username, &a.User.UID, &a.UserAgent, &a.Verb, &a.RequestURI,
+		&a.ExecCommand, &a.GroupKey}
+	if u := a.ImpersonatedUser; u != nil {
+		out = append(out, &u.Username, &u.UID)
+	}
+	if r := a.ObjectRef; r != nil {
+		out = append(out, &r.Resource, &r.Namespace, &r.Name, &r.UID, &r.APIGroup, &r.APIVersion,
+			&r.ResourceVersion, &r.Subresource)
+	}
+	return out
+}
+
+func cloneExtra(m map[string][]string) map[string][]string {
+	if m == nil {
+		return nil
+	}
+	c := make(map[string][]string, len(m))
+	for k, v := range m {
+		vs := make([]string, len(v))
+		for i, s := range v {
+			vs[i] = strings.Clone(s)
+		}
+		c[strings.Clone(k)] = vs
+	}
+	return c
+}
+
+// templateFuncs are the functions every output template may call;
+// outputFuncs adds the expression helpers.
 var templateFuncs = template.FuncMap{
 	"join":        strings.Join,
 	"execCommand": ExecCommand,
@@ -135,19 +247,28 @@ var templateFuncs = template.FuncMap{
 	textFunc:  textOf,
 }
 
-// render executes the rule's output template over templateData.
-func render(r *Rule, ev *ingest.Event, a *Alert) string {
+// render renders the rule's output template: compiled to Go when it could
+// be, else with text/template over templateData.
+func render(r *Rule, ev *ingest.Event, a *Alert, w *windowResult) string {
+	if r.fastOutput != nil {
+		return r.fastOutput.render(&tdata{ev: ev, a: a, w: w})
+	}
+	return renderTemplate(r, ev, a, w)
+}
+
+func renderTemplate(r *Rule, ev *ingest.Event, a *Alert, w *windowResult) string {
 	var sb strings.Builder
-	if err := r.output.Execute(&sb, templateData(ev, a)); err != nil {
+	if err := r.output.Execute(&sb, templateData(ev, a, w)); err != nil {
 		return fmt.Sprintf("%s (output template failed: %v)", r.Spec.Title, err)
 	}
 	return sb.String()
 }
 
 // templateData is what output templates see: the event's fields (JSON
-// names) and the window's: .count .key .first .last .distinct .auditIDs.
-// parseOutput relies on every key but the bodies being always set.
-func templateData(ev *ingest.Event, a *Alert) map[string]any {
+// names) and the window's: .count .key .first .last .distinct .auditIDs,
+// and for sequences .steps and .firstUser. parseOutput relies on every key
+// but the bodies being always set.
+func templateData(ev *ingest.Event, a *Alert, w *windowResult) map[string]any {
 	data := map[string]any{
 		"level": ev.Level, "auditID": ev.AuditID, "stage": ev.Stage, "requestURI": ev.RequestURI,
 		"verb": ev.Verb, "userAgent": ev.UserAgent, "sourceIPs": ev.SourceIPs, "cluster": ev.Cluster,
@@ -161,6 +282,7 @@ func templateData(ev *ingest.Event, a *Alert) map[string]any {
 		"execCommand":              a.ExecCommand,
 		"count":                    a.Count, "key": a.GroupKey, "first": a.FirstTime, "last": a.LastTime,
 		"distinct": a.Distinct, "auditIDs": a.AuditIDs,
+		"steps": w.stepData(), "firstUser": w.firstUser(),
 	}
 	if !hidesBodies(ev.ObjectRef) {
 		data["requestObject"], data["responseObject"] = ev.RequestObject, ev.ResponseObject

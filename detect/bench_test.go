@@ -2,6 +2,7 @@ package detect_test
 
 import (
 	"context"
+	"io"
 	"runtime"
 	"sync"
 	"testing"
@@ -62,8 +63,9 @@ func builtinRules(b *testing.B, stateless bool) *detect.RuleSet {
 }
 
 // replayOnce runs a fresh engine over every event in batches, as vigil
-// replay does, flushes it and returns the number of alerts.
-func replayOnce(b *testing.B, rs *detect.RuleSet, recs []ingest.Record) int {
+// replay does (Run) or as vigil serve does (Process, with run false),
+// flushes it and returns the number of alerts.
+func replayOnce(b *testing.B, rs *detect.RuleSet, recs []ingest.Record, run bool) int {
 	alerts := 0
 	eng, err := detect.New(detect.Options{Rules: rs, Workers: runtime.GOMAXPROCS(0),
 		Emit: func(detect.Alert) error { alerts++; return nil },
@@ -74,10 +76,16 @@ func replayOnce(b *testing.B, rs *detect.RuleSet, recs []ingest.Record) int {
 		b.Fatalf("new engine: %v", err)
 	}
 	ctx := context.Background()
-	for lo := 0; lo < len(recs); lo += benchBatch {
-		batch := ingest.Batch{Records: recs[lo:min(lo+benchBatch, len(recs))]}
-		if err := eng.Process(ctx, batch); err != nil {
-			b.Fatalf("process: %v", err)
+	if run {
+		if err := eng.Run(ctx, &memSource{recs: recs}, nil); err != nil {
+			b.Fatalf("run: %v", err)
+		}
+	} else {
+		for lo := 0; lo < len(recs); lo += benchBatch {
+			batch := ingest.Batch{Records: recs[lo:min(lo+benchBatch, len(recs))]}
+			if err := eng.Process(ctx, batch); err != nil {
+				b.Fatalf("process: %v", err)
+			}
 		}
 	}
 	if err := eng.Flush(ctx); err != nil {
@@ -85,6 +93,21 @@ func replayOnce(b *testing.B, rs *detect.RuleSet, recs []ingest.Record) int {
 	}
 	return alerts
 }
+
+// memSource serves records in batches of benchBatch.
+type memSource struct{ recs []ingest.Record }
+
+func (m *memSource) Read(context.Context) (ingest.Batch, error) {
+	if len(m.recs) == 0 {
+		return ingest.Batch{}, io.EOF
+	}
+	n := min(benchBatch, len(m.recs))
+	b := ingest.Batch{Records: m.recs[:n]}
+	m.recs = m.recs[n:]
+	return b, nil
+}
+
+func (m *memSource) Close(context.Context) error { return nil }
 
 func records(events [][]byte) []ingest.Record {
 	recs := make([]ingest.Record, len(events))
@@ -95,7 +118,7 @@ func records(events [][]byte) []ingest.Record {
 }
 
 // runEngine reports events/s, ns/event and allocs/event of whole replays.
-func runEngine(b *testing.B, rs *detect.RuleSet) {
+func runEngine(b *testing.B, rs *detect.RuleSet, run bool) {
 	events := benchData()
 	recs := records(events)
 	b.SetBytes(avgSize(events) * int64(len(events)))
@@ -105,7 +128,7 @@ func runEngine(b *testing.B, rs *detect.RuleSet) {
 	b.ResetTimer()
 	n, alerts := 0, 0
 	for b.Loop() {
-		alerts = replayOnce(b, rs, recs)
+		alerts = replayOnce(b, rs, recs, run)
 		n += len(recs)
 	}
 	b.StopTimer()
@@ -121,15 +144,19 @@ func runEngine(b *testing.B, rs *detect.RuleSet) {
 }
 
 // BenchmarkReplay is the full engine (decode, match, windows, alerts) with
-// the built-in rules, one op being a replay of benchEvents events.
+// the built-in rules, one op being a replay of benchEvents events: "run"
+// as vigil replay drives it (Engine.Run), "process" batch by batch as vigil
+// serve does.
 func BenchmarkReplay(b *testing.B) {
-	runEngine(b, builtinRules(b, false))
+	rs := builtinRules(b, false)
+	b.Run("run", func(b *testing.B) { runEngine(b, rs, true) })
+	b.Run("process", func(b *testing.B) { runEngine(b, rs, false) })
 }
 
 // BenchmarkMatch is decode and match without windows: the built-in rules
 // that have no window.
 func BenchmarkMatch(b *testing.B) {
-	runEngine(b, builtinRules(b, true))
+	runEngine(b, builtinRules(b, true), true)
 }
 
 // BenchmarkDecode is the event decoder alone, one op being one event;

@@ -49,10 +49,16 @@ type Rule struct {
 	match      *program
 	exceptions []*program
 	output     *template.Template
-	by         []*program
-	distinct   *program
-	steps      []compiledStep
-	suppress   *suppression
+	// fastOutput is the output compiled to Go when it is simple enough
+	// (template_fast.go), description the trimmed description.
+	fastOutput  fastTemplate
+	description string
+	// idHash is the shard hash of the rule id, on which its keys' go on.
+	idHash   keyHash
+	by       []*program
+	distinct *program
+	steps    []compiledStep
+	suppress *suppression
 	// outputObjects is set when the output template reads requestObject
 	// or responseObject, which are decoded lazily; needAnnotations when an
 	// expression or the output reads annotations.
@@ -80,6 +86,14 @@ type program struct {
 	p       *vm.Program
 	objects bool
 	pre     *vm.Program
+	// fast is the expression compiled to Go (cond.go) for a boolean, str
+	// or strs for a value that is a string or a list of strings; nil when
+	// there is none.
+	fast condFn
+	str  strFn
+	strs strsFn
+	// boolean is set for conditions (match, exceptions, steps).
+	boolean bool
 }
 
 // Stateful reports whether the rule has a window.
@@ -92,6 +106,18 @@ var idPattern = regexp.MustCompile(`^[a-z0-9][a-z0-9-]*$`)
 func Compile(c *Catalog) (*RuleSet, error) {
 	lists := compileLists(c.Lists)
 	rs := &RuleSet{Lists: c.Lists}
+	// Rules compile on every core (a start-up cost of every command);
+	// they are checked and numbered in order.
+	type compiled struct {
+		r   *Rule
+		err error
+	}
+	out := make([]compiled, len(c.Rules))
+	parallel(len(c.Rules), func(i int) {
+		if c.Rules[i].IsEnabled() {
+			out[i].r, out[i].err = compileRule(c.Rules[i], lists)
+		}
+	})
 	var errs []error
 	seen := map[string]bool{}
 	for i := range c.Rules {
@@ -109,7 +135,7 @@ func Compile(c *Catalog) (*RuleSet, error) {
 			rs.Disabled = append(rs.Disabled, spec.ID)
 			continue
 		}
-		r, err := compileRule(spec, lists)
+		r, err := out[i].r, out[i].err
 		if err != nil {
 			errs = append(errs, prefixErrors(where, err))
 			continue
@@ -183,7 +209,8 @@ func compileRule(spec RuleSpec, lists *compiledLists) (*Rule, error) {
 		r.exceptions = append(r.exceptions, compileBool(fmt.Sprintf("exceptions[%d]", i), e))
 	}
 	if w != nil {
-		if w.Within <= 0 {
+		checkFirstSeenFields(w, fail)
+		if w.Within <= 0 && w.Kind != WindowFirstSeen {
 			fail("window.within must be a positive duration")
 		}
 		if w.Cooldown < 0 {
@@ -226,8 +253,10 @@ func compileRule(spec RuleSpec, lists *compiledLists) (*Rule, error) {
 				}
 				r.steps = append(r.steps, st)
 			}
+		case WindowFirstSeen:
+			r.Spec.Window, r.distinct = compileFirstSeen(w, lists, &refs, compileAny, compileBool, fail)
 		default:
-			fail("window.kind %q: want threshold, distinct or sequence", w.Kind)
+			fail("window.kind %q: want threshold, distinct, sequence or first_seen", w.Kind)
 		}
 	}
 	if s, err := compileSuppress(spec, compileAny); err != nil {
@@ -239,20 +268,23 @@ func compileRule(spec RuleSpec, lists *compiledLists) (*Rule, error) {
 	if out == "" {
 		out = spec.Title
 	}
-	t, err := parseOutput(spec.ID, out)
+	funcs := outputFuncs(lists)
+	t, err := parseOutput(spec.ID, out, funcs)
 	if err != nil {
 		fail("output: %v", err)
 	}
-	r.output = t
+	r.output, r.fastOutput = t, compileFast(spec.ID, out, funcs)
+	r.description = strings.TrimSpace(spec.Description)
+	r.idHash = newKeyHash(0).add(spec.ID)
 	r.outputObjects = strings.Contains(out, "Object")
 	r.needAnnotations = refs.annotations || strings.Contains(out, "annotations")
 	r.needExtra = refs.extra || strings.Contains(out, "extra")
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
-	r.resources, r.checks = ruleConstraints(r)
+	r.resources, r.checks = ruleConstraints(r, lists)
 	if r.match != nil && r.steps == nil {
-		_, _, r.matchByChecks = matchConstraints(spec.Match)
+		_, _, r.matchByChecks = matchConstraints(spec.Match, lists)
 	}
 	return r, nil
 }
@@ -315,7 +347,18 @@ func compileExpr(src string, lists *compiledLists, refs *exprRefs, boolean bool)
 	if err != nil {
 		return nil, err
 	}
-	prog := &program{p: p, objects: own.objects}
+	prog := &program{p: p, objects: own.objects, boolean: boolean}
+	cc := newCondCompiler(lists, opts)
+	if boolean {
+		// A whole expression without a Go form stays on the VM alone.
+		if f, err := cc.nativeCond(tree.Node); err == nil {
+			prog.fast = f
+		}
+	} else if f, err := cc.str(tree.Node); err == nil {
+		prog.str = f
+	} else if f, err := cc.strs(tree.Node); err == nil {
+		prog.strs = f
+	}
 	if boolean && own.objects {
 		if pre := bodyFreeConjuncts(src); pre != "" {
 			prog.pre, err = expr.Compile(pre, opts...)

@@ -43,6 +43,11 @@ type Options struct {
 	// OnReject is told about every record that is not an audit event, in
 	// input order, from the goroutine that called Process. Optional.
 	OnReject func(ingest.Record, error)
+	// OnSalvage, when set, is told about every record whose JSON is not
+	// whole but whose metadata was read and evaluated (marked
+	// vigil.bodyUnparsed), with why, in input order, from the goroutine
+	// that called Process or Run.
+	OnSalvage func(ingest.Record, error)
 	// Metrics receives the engine's metrics (default: a private set).
 	Metrics *metrics.Set
 	Logger  *slog.Logger
@@ -76,12 +81,13 @@ type Options struct {
 // Engine evaluates rules on batches of audit events. Process, Advance and
 // Flush must be called from one goroutine at a time.
 type Engine struct {
-	rules    *RuleSet
-	emit     func(Alert) error
-	onReject func(ingest.Record, error)
-	log      *slog.Logger
-	lateness int64
-	maxKeys  int
+	rules     *RuleSet
+	emit      func(Alert) error
+	onReject  func(ingest.Record, error)
+	onSalvage func(ingest.Record, error)
+	log       *slog.Logger
+	lateness  int64
+	maxKeys   int
 
 	since, until int64
 
@@ -90,12 +96,12 @@ type Engine struct {
 	seed    maphash.Seed
 
 	// The fields below belong to the goroutine calling Process.
-	events *ingest.Dedup[uint64] // nil with SourceDedups
+	events *keySet // nil with SourceDedups
 	// fired records the matches of requests, so that a request counts once
 	// per rule over its stages. With an event set, a request's last stage
 	// (ResponseComplete, Panic) only looks: its duplicates are dropped
 	// before, and no stage comes after it.
-	fired *ingest.Dedup[uint64]
+	fired *keySet
 	// redo holds the events of batches whose alerts could not all be
 	// emitted: the batch comes again and they must not count twice.
 	redo      map[uint64]struct{}
@@ -103,10 +109,13 @@ type Engine struct {
 	seq       uint64
 	results   []result
 	perShard  [][]windowMatch
-	// dec decodes a record again to build the alert of a window that fired.
-	dec      ingest.Decoder
-	suppress *suppressor
-	evicted  map[string]*evictionReport
+	// dec decodes a record again to build its alert; decoded is the index
+	// in the batch of the record decodedEv holds.
+	dec       ingest.Decoder
+	decoded   int32
+	decodedEv *ingest.Event
+	suppress  *suppressor
+	evicted   map[string]*evictionReport
 	// batch collects a batch's alerts to put them in input order.
 	batch []orderedAlert
 	// unsent are alerts raised but not yet handed to Emit (it failed): they
@@ -153,16 +162,16 @@ func New(o Options) (*Engine, error) {
 		o.DistinctExact = DefaultDistinctExact
 	}
 	e := &Engine{
-		rules: o.Rules, emit: o.Emit, onReject: o.OnReject, log: o.Logger,
+		rules: o.Rules, emit: o.Emit, onReject: o.OnReject, onSalvage: o.OnSalvage, log: o.Logger,
 		lateness: int64(o.Lateness), maxKeys: o.MaxKeysPerRule, seed: maphash.MakeSeed(),
-		fired:   ingest.NewDedup[uint64](2*o.DedupSize, 0),
+		fired:   newKeySet(2 * o.DedupSize),
 		m:       newEngineMetrics(o.Metrics, o.Rules),
 		dec:     ingest.Decoder{Annotations: o.Rules.needAnnotations, Extra: o.Rules.needExtra},
 		evicted: map[string]*evictionReport{},
 	}
 	e.suppress = newSuppressor(o.MaxKeysPerRule, e.m)
 	if !o.SourceDedups {
-		e.events = ingest.NewDedup[uint64](2*o.DedupSize, 0)
+		e.events = newKeySet(2 * o.DedupSize)
 	}
 	if !o.Since.IsZero() {
 		e.since = o.Since.UnixNano()
@@ -206,14 +215,28 @@ func (e *Engine) process(ctx context.Context, recs []ingest.Record) error {
 	if err := e.sendUnsent(); err != nil {
 		return err
 	}
-	start := time.Now()
 	if cap(e.results) < len(recs) {
 		e.results = make([]result, len(recs))
 	}
-	res := e.results[:len(recs)]
-	clear(res)
+	res := resetResults(e.results[:len(recs)])
+	start := time.Now()
 	e.match(recs, res)
+	return e.apply(recs, res, start)
+}
 
+// resetResults empties results for a batch, keeping the room of their
+// lists.
+func resetResults(res []result) []result {
+	for i := range res {
+		res[i] = result{alerts: res[i].alerts[:0], window: res[i].window[:0], hashes: res[i].hashes[:0]}
+	}
+	return res
+}
+
+// apply runs the part of a batch that goes in input order, once its
+// records are matched, and emits its alerts.
+func (e *Engine) apply(recs []ingest.Record, res []result, start time.Time) error {
+	e.decodedEv = nil
 	// Sequential part: input order decides duplicates, the watermark,
 	// lateness and suppression, so the outcome does not depend on the
 	// worker count or the batch size.
@@ -226,6 +249,9 @@ func (e *Engine) process(ctx context.Context, recs []ingest.Record) error {
 				e.onReject(recs[i], r.err)
 			}
 			continue
+		}
+		if r.salvaged && e.onSalvage != nil {
+			e.onSalvage(recs[i], ingest.NotWhole(recs[i].Data))
 		}
 		if r.skip {
 			e.m.filtered.Inc()
@@ -242,14 +268,30 @@ func (e *Engine) process(ctx context.Context, recs []ingest.Record) error {
 			e.suppress.swept = e.watermark
 		}
 		for _, a := range r.alerts {
-			if e.once(r, firedKey(r.idKey, a.rule, 0, 0)) || !e.suppress.admit(a.rule, a.skey, &a.Alert, e.watermark-e.lateness) {
+			if e.once(r, firedKey(r.idKey, a.rule, 0, 0)) {
 				continue
 			}
-			e.batch = append(e.batch, orderedAlert{seq: e.seq, a: a.Alert})
+			// Suppression decides on the rule and the time alone: the
+			// alert is built only when it goes out.
+			adm := Alert{Rule: a.rule.Spec.ID, Time: unixUTC(r.t)}
+			if !e.suppress.admit(a.rule, a.skey, &adm, e.watermark-e.lateness) {
+				continue
+			}
+			al, ok := e.buildAlert(recs, int32(i), a.rule, windowResult{})
+			if !ok {
+				continue
+			}
+			if adm.Fingerprint != "" {
+				al.Fingerprint, al.Suppressed, al.SuppressedSince = adm.Fingerprint, adm.Suppressed, adm.SuppressedSince
+			}
+			e.batch = append(e.batch, orderedAlert{seq: e.seq, a: al})
 		}
 		late := false
-		for _, m := range r.window {
-			if e.once(r, firedKey(r.idKey, m.rule, int(m.step)+2, maphash.String(e.seed, m.key))) {
+		for j, m := range r.window {
+			// The worker hashed the key: for this request's use of it,
+			// and for the shard that owns it.
+			h := r.hashes[j]
+			if e.once(r, firedKey(r.idKey, m.rule, int(m.step)+2, h.key)) {
 				continue
 			}
 			if m.t < e.watermark-e.lateness {
@@ -257,8 +299,7 @@ func (e *Engine) process(ctx context.Context, recs []ingest.Record) error {
 				continue
 			}
 			m.seq, m.wm, m.rec = e.seq, e.watermark, int32(i)
-			sh := e.shardIndex(m.rule, m.key)
-			e.perShard[sh] = append(e.perShard[sh], m)
+			e.perShard[h.shard] = append(e.perShard[h.shard], m)
 		}
 		if late {
 			e.m.late.Inc()
@@ -282,11 +323,7 @@ func (e *Engine) once(r *result, key uint64) bool {
 	if e.fired.Len() == 0 {
 		return false
 	}
-	seen := e.fired.Seen(key)
-	if !seen {
-		e.fired.Forget(key)
-	}
-	return seen
+	return e.fired.Has(key)
 }
 
 // maxRedo bounds the events remembered from failed batches; past it the
@@ -380,18 +417,10 @@ func (e *Engine) runShards(recs []ingest.Record) {
 		if f.rule.steps != nil && i > 0 && fired[i-1].seq == f.seq && fired[i-1].rule == f.rule {
 			continue
 		}
-		ev, err := e.dec.Decode(recs[f.rec].Data)
-		if err != nil {
-			e.log.Error("BUG: a record decoded once does not decode again", "rule", f.rule.Spec.ID, "err", err)
+		a, ok := e.buildAlert(recs, f.rec, f.rule, f.res)
+		if !ok {
 			continue
 		}
-		if ev.Cluster == "" {
-			ev.Cluster = recs[f.rec].Cluster
-		}
-		if f.rule.outputObjects {
-			ev.LoadObjects()
-		}
-		a := newAlert(f.rule, ev, f.res)
 		if cd := int64(f.rule.Spec.Window.Cooldown); cd > 0 {
 			// One alert per key and cooldown: it is named by the period of
 			// event time it fired in, the same live or replayed whatever
@@ -414,6 +443,27 @@ func (e *Engine) runShards(recs []ingest.Record) {
 	}
 	clear(e.batch)
 	e.batch = e.batch[:0]
+}
+
+// buildAlert builds the alert of rule raised by record rec of the batch,
+// decoding it again: matching keeps no event.
+func (e *Engine) buildAlert(recs []ingest.Record, rec int32, rule *Rule, w windowResult) (Alert, bool) {
+	if e.decoded != rec || e.decodedEv == nil {
+		ev, err := e.dec.Decode(recs[rec].Data)
+		if err != nil {
+			e.log.Error("BUG: a record decoded once does not decode again", "rule", rule.Spec.ID, "err", err)
+			return Alert{}, false
+		}
+		if ev.Cluster == "" {
+			ev.Cluster = recs[rec].Cluster
+		}
+		e.decoded, e.decodedEv = rec, ev
+	}
+	ev := e.decodedEv
+	if rule.outputObjects {
+		ev.LoadObjects()
+	}
+	return newAlert(rule, ev, w), true
 }
 
 // sendUnsent hands the queued alerts to Emit in order, keeping those after

@@ -4,7 +4,9 @@ import (
 	"fmt"
 	"hash/maphash"
 	"log/slog"
+	"net/url"
 	"strings"
+	"unsafe"
 
 	"github.com/VictoriaMetrics/metrics"
 	"github.com/expr-lang/expr/vm"
@@ -21,24 +23,33 @@ type result struct {
 	// auditID.
 	t            int64
 	evKey, idKey uint64
-	// final is set for a request's last stage (ResponseComplete, Panic).
-	final  bool
-	alerts []ruleAlert
-	window []windowMatch
+	// final is set for a request's last stage (ResponseComplete, Panic);
+	// salvaged when the record's JSON was read only in part.
+	final, salvaged bool
+	alerts          []ruleAlert
+	window          []windowMatch
+	// hashes are the window matches' key hashes, taken by the worker.
+	hashes []matchHash
 }
 
-// ruleAlert is a single-event alert with its rule and suppression key (0:
-// not suppressed).
+// matchHash is a window match's key hashed for a request's use of it, and
+// its shard.
+type matchHash struct {
+	key   uint64
+	shard int
+}
+
+// ruleAlert is a single-event rule's match with its suppression key (0:
+// not suppressed); the alert is built if suppression lets it out.
 type ruleAlert struct {
-	Alert
 	rule *Rule
 	skey uint64
 }
 
 // worker decodes and matches records; each has its own decoder and VM.
 type worker struct {
-	// env is the expression environment of the event being evaluated.
-	env          env
+	// x is the evaluation context of the event being matched.
+	x            evalCtx
 	rs           *RuleSet
 	since, until int64
 	dec          ingest.Decoder
@@ -46,6 +57,10 @@ type worker struct {
 	seed         maphash.Seed
 	m            *engineMetrics
 	log          *slog.Logger
+	// keys is the room of the keys of a match; interned the strings
+	// handed out for matches to keep.
+	keys     []string
+	interned map[string]string
 }
 
 func (w *worker) run(recs []ingest.Record, res []result) {
@@ -63,6 +78,7 @@ func (w *worker) one(rec *ingest.Record, r *result) {
 	if ev.Cluster == "" {
 		ev.Cluster = rec.Cluster
 	}
+	r.salvaged = w.dec.Salvaged()
 	r.t = ev.Time().UnixNano()
 	if (w.since != 0 && r.t < w.since) || (w.until != 0 && r.t > w.until) {
 		r.skip = true
@@ -77,9 +93,10 @@ func (w *worker) one(rec *ingest.Record, r *result) {
 	r.evKey = h.Sum64()
 	r.final = ev.Stage == "ResponseComplete" || ev.Stage == "Panic"
 
-	x := &evalCtx{w: w, ev: ev}
-	for _, rule := range w.rs.index.candidates(ev.ObjectRef.Resource) {
-		if !rule.prefilter(ev) {
+	x := &w.x
+	x.reset(w, ev)
+	for _, rule := range w.rs.index.candidates(ev.ObjectRef.Resource, ev.Verb) {
+		if !rule.prefilter(x) {
 			continue
 		}
 		if rule.match != nil && !rule.matchByChecks && !x.test(rule, rule.match) {
@@ -89,19 +106,18 @@ func (w *worker) one(rec *ingest.Record, r *result) {
 			continue
 		}
 		if rule.Spec.Window == nil {
-			if rule.outputObjects {
-				x.loadObjects()
-			}
 			w.m.matches(rule).Inc()
-			r.alerts = append(r.alerts, ruleAlert{newAlert(rule, ev, windowResult{}), rule, x.suppressKey(rule)})
+			r.alerts = append(r.alerts, ruleAlert{rule: rule, skey: x.suppressKey(rule)})
 			continue
 		}
 		x.windowMatches(rule, r)
 	}
+	x.reset(w, nil)
 }
 
-// evalCtx evaluates the rules of one event: it boxes the environment once
-// and decodes the bodies only when an expression that reads them runs.
+// evalCtx evaluates the rules of one event: it boxes the environment once,
+// when the VM first needs it, and decodes the bodies only when an
+// expression that reads them runs.
 type evalCtx struct {
 	w      *worker
 	ev     *ingest.Event
@@ -109,14 +125,62 @@ type evalCtx struct {
 	loaded bool
 	id     auditID
 	hasID  bool
+	// vars are the let variables of compiled conditions; scratch holds
+	// the strings they build.
+	vars    []string
+	scratch []byte
+	ids     []string
+	// query is the parsed query of the requestURI, class the class of
+	// the last argv classified: every exec rule asks for them.
+	query struct {
+		uri string
+		v   url.Values
+		set bool
+	}
+	class struct {
+		argv  []string
+		class string
+		set   bool
+	}
+	// lists remembers list lookups: many rules test the user against the
+	// same list.
+	lists    [8]listLookup
+	numLists int
 }
 
-// env returns the expression environment: the worker's env, filled from
-// the event, passed by pointer so the event is not copied to the heap.
+type listLookup struct {
+	name, v string
+	in      bool
+}
+
+// inList is lists.contains, remembered for the event.
+func (x *evalCtx) inList(lists *compiledLists, name, v string) bool {
+	for i := range x.numLists {
+		if l := &x.lists[i]; l.name == name && l.v == v {
+			return l.in
+		}
+	}
+	in := lists.contains(name, v)
+	if x.numLists < len(x.lists) {
+		x.lists[x.numLists] = listLookup{name, v, in}
+		x.numLists++
+	}
+	return in
+}
+
+// reset prepares x for the event ev (nil: none, so nothing of the last
+// event stays reachable).
+func (x *evalCtx) reset(w *worker, ev *ingest.Event) {
+	*x = evalCtx{w: w, ev: ev, vars: x.vars[:0], scratch: x.scratch[:0], ids: x.ids[:0]}
+}
+
+// env returns the expression environment, filled from the event. It is
+// boxed by value: the VM then reads its fields, and the fields of user,
+// objectRef and the rest, in place without copying them to the heap, which
+// it does for every access through a pointer.
 func (x *evalCtx) env() any {
 	if x.envAny == nil {
-		x.w.env = env{eventFields: eventFields(*x.ev), Lists: x.w.rs.Lists}
-		x.envAny = &x.w.env
+		x.envAny = env{eventFields: eventFields(*x.ev), Lists: x.w.rs.Lists}
 	}
 	return x.envAny
 }
@@ -137,8 +201,8 @@ func (x *evalCtx) auditID() auditID {
 	return x.id
 }
 
-// run evaluates p; for a boolean program that reads bodies, its body-free
-// conditions first.
+// run evaluates p on the VM; for a boolean program that reads bodies, its
+// body-free conditions first.
 func (x *evalCtx) run(rule *Rule, p *program) (any, bool) {
 	if p.objects && !x.loaded {
 		if p.pre != nil {
@@ -160,10 +224,62 @@ func (x *evalCtx) exec(rule *Rule, p *vm.Program) (any, bool) {
 	return out, true
 }
 
+// test evaluates a boolean program: in Go when it has a Go form that can
+// decide, else on the VM.
 func (x *evalCtx) test(rule *Rule, p *program) bool {
+	if p.fast != nil {
+		if v, ok := p.fast(x); ok {
+			return v
+		}
+	}
+	return x.testVM(rule, p)
+}
+
+// testVM evaluates a boolean program on the VM.
+func (x *evalCtx) testVM(rule *Rule, p *program) bool {
 	out, _ := x.run(rule, p)
 	b, _ := out.(bool)
 	return b
+}
+
+// values evaluates a key program to its strings (borrowed: clone to
+// keep), in Go when it has a Go form.
+func (x *evalCtx) values(rule *Rule, p *program, one *[1]string) ([]string, bool) {
+	switch {
+	case p.str != nil:
+		if v, ok := p.str(x); ok {
+			one[0] = v
+			return one[:], true
+		}
+	case p.strs != nil:
+		if v, ok := p.strs(x); ok {
+			return v, true
+		}
+	}
+	out, ok := x.run(rule, p)
+	if !ok {
+		return nil, false
+	}
+	return keyStrings(out), true
+}
+
+// value evaluates a distinct program to its string (borrowed).
+func (x *evalCtx) value(rule *Rule, p *program) (string, bool) {
+	switch {
+	case p.str != nil:
+		if v, ok := p.str(x); ok {
+			return v, true
+		}
+	case p.strs != nil:
+		if v, ok := p.strs(x); ok {
+			return strings.Join(v, ","), true
+		}
+	}
+	out, ok := x.run(rule, p)
+	if !ok {
+		return "", false
+	}
+	return keyString(out), true
 }
 
 func (x *evalCtx) excepted(rule *Rule) bool {
@@ -186,18 +302,17 @@ func (x *evalCtx) windowMatches(rule *Rule, r *result) {
 		}
 		m := windowMatch{rule: rule, t: t, step: -1, id: x.auditID()}
 		if rule.distinct != nil {
-			v, ok := x.run(rule, rule.distinct)
-			if !ok {
+			v, ok := x.value(rule, rule.distinct)
+			if !ok || v == "" {
 				return
 			}
-			if m.value = keyString(v); m.value == "" {
-				return
-			}
+			m.value = x.w.intern(v)
 		}
 		x.w.m.matches(rule).Inc()
 		for _, k := range keys {
 			m.key = k
 			r.window = append(r.window, m)
+			r.hashes = append(r.hashes, x.hash(rule, k))
 		}
 		return
 	}
@@ -215,39 +330,81 @@ func (x *evalCtx) windowMatches(rule *Rule, r *result) {
 			continue
 		}
 		x.w.m.matches(rule).Inc()
+		// A step's value is its user, for the alert's .steps.
+		user := x.w.intern(x.ev.User.Username)
 		for _, k := range keys {
-			r.window = append(r.window, windowMatch{rule: rule, t: t, step: int32(i), key: k, id: x.auditID()})
+			r.window = append(r.window, windowMatch{rule: rule, t: t, step: int32(i), key: k, value: user, id: x.auditID()})
+			r.hashes = append(r.hashes, x.hash(rule, k))
 		}
 	}
 }
 
+// hash hashes a window match's key (matchHash).
+func (x *evalCtx) hash(rule *Rule, key string) matchHash {
+	return matchHash{key: maphash.String(x.w.seed, key), shard: shardOf(rule, key)}
+}
+
 // keys evaluates key expressions: each yields one value or a list, and the
 // keys are every combination joined by "|". No key (an empty list) means
-// the event cannot be grouped and is skipped.
+// the event cannot be grouped and is skipped. The keys are interned, so
+// they outlive the event; the slice is the worker's until the next call.
 func (x *evalCtx) keys(rule *Rule, by []*program) ([]string, bool) {
-	keys := []string{""}
+	w := x.w
+	var one [1]string
+	keys := w.keys[:0]
 	for i, p := range by {
-		out, ok := x.run(rule, p)
-		if !ok {
+		vals, ok := x.values(rule, p, &one)
+		if !ok || len(vals) == 0 {
 			return nil, false
 		}
-		vals := keyStrings(out)
-		if len(vals) == 0 {
-			return nil, false
+		if i == 0 {
+			for _, v := range vals {
+				keys = append(keys, w.intern(v))
+			}
+			continue
 		}
 		next := make([]string, 0, len(keys)*len(vals))
 		for _, k := range keys {
 			for _, v := range vals {
-				if i > 0 {
-					next = append(next, k+"|"+v)
-				} else {
-					next = append(next, strings.Clone(v))
-				}
+				next = append(next, w.intern(x.concat(x.concat(k, "|"), v)))
 			}
 		}
 		keys = next
 	}
+	w.keys = keys
 	return keys, true
+}
+
+// maxInterned bounds the strings a worker keeps for reuse.
+const maxInterned = 8192
+
+// intern returns a copy of s that the worker owns and may hand out again:
+// window keys repeat (a user, an address), and a match must outlive the
+// event it came from.
+func (w *worker) intern(s string) string {
+	if v, ok := w.interned[s]; ok {
+		return v
+	}
+	if w.interned == nil || len(w.interned) >= maxInterned {
+		w.interned = make(map[string]string, maxInterned)
+	}
+	v := strings.Clone(s)
+	w.interned[v] = v
+	return v
+}
+
+// concat joins two strings in the event's scratch memory: the result is
+// valid until the next event.
+func (x *evalCtx) concat(a, b string) string {
+	if b == "" {
+		return a
+	}
+	if a == "" {
+		return b
+	}
+	start := len(x.scratch)
+	x.scratch = append(append(x.scratch, a...), b...)
+	return unsafe.String(&x.scratch[start], len(a)+len(b))
 }
 
 func keyStrings(v any) []string {
@@ -297,6 +454,13 @@ type engineMetrics struct {
 	suppressEvictions                  *metrics.Counter
 	batchSeconds                       *metrics.Histogram
 	perRule                            map[*Rule]*ruleMetrics
+	byIdx                              []ruleMetricsAt
+}
+
+// ruleMetricsAt is a rule's metrics at its index in the rule set.
+type ruleMetricsAt struct {
+	rule *Rule
+	m    *ruleMetrics
 }
 
 type ruleMetrics struct {
@@ -329,17 +493,29 @@ func newEngineMetrics(s *metrics.Set, rs *RuleSet) *engineMetrics {
 			rm.keys = s.GetOrCreateGauge("vigil_detect_window_keys"+l, nil)
 		}
 		m.perRule[r] = rm
+		if r.idx == len(m.byIdx) {
+			m.byIdx = append(m.byIdx, ruleMetricsAt{r, rm})
+		}
 	}
 	return m
 }
 
-func (m *engineMetrics) matches(r *Rule) *metrics.Counter    { return m.perRule[r].matches }
-func (m *engineMetrics) suppressed(r *Rule) *metrics.Counter { return m.perRule[r].suppressed }
-func (m *engineMetrics) ruleErrors(r *Rule) *metrics.Counter { return m.perRule[r].errors }
-func (m *engineMetrics) evictions(r *Rule) *metrics.Counter  { return m.perRule[r].evictions }
-func (m *engineMetrics) keys(r *Rule) *metrics.Gauge         { return m.perRule[r].keys }
+// of returns a rule's metrics: by its index, which workers read for every
+// match, else from the map.
+func (m *engineMetrics) of(r *Rule) *ruleMetrics {
+	if r.idx < len(m.byIdx) && m.byIdx[r.idx].rule == r {
+		return m.byIdx[r.idx].m
+	}
+	return m.perRule[r]
+}
+
+func (m *engineMetrics) matches(r *Rule) *metrics.Counter    { return m.of(r).matches }
+func (m *engineMetrics) suppressed(r *Rule) *metrics.Counter { return m.of(r).suppressed }
+func (m *engineMetrics) ruleErrors(r *Rule) *metrics.Counter { return m.of(r).errors }
+func (m *engineMetrics) evictions(r *Rule) *metrics.Counter  { return m.of(r).evictions }
+func (m *engineMetrics) keys(r *Rule) *metrics.Gauge         { return m.of(r).keys }
 func (m *engineMetrics) alertsSuppressed(r *Rule) *metrics.Counter {
-	return m.perRule[r].alertsSuppressed
+	return m.of(r).alertsSuppressed
 }
 
 func (m *engineMetrics) alert(rule string, sev Severity) *metrics.Counter {

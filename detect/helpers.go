@@ -1,10 +1,12 @@
 package detect
 
 import (
+	"maps"
 	"net/netip"
 	"net/url"
 	"path"
 	"strings"
+	"text/template"
 
 	"github.com/expr-lang/expr"
 )
@@ -68,10 +70,60 @@ func helperOptions(lists *compiledLists) []expr.Option {
 		}, new(func([]string, string) bool)),
 		expr.Function("subjects", func(p ...any) (any, error) { return Subjects(p[0]), nil },
 			new(func(any) []string)),
+		expr.Function("uaFamily", func(p ...any) (any, error) { return UserAgentFamily(p[0].(string)), nil },
+			new(func(string) string)),
+		expr.Function("ipNetwork", func(p ...any) (any, error) { return IPNetwork(p[0].(string)), nil },
+			new(func(string) string)),
 		expr.Function("identities", func(p ...any) (any, error) {
 			return Identities(p[0].(string), p[1].([]string)), nil
 		}, new(func(string, []string) []string)),
 	}
+}
+
+// outputFuncs are the functions a rule's output template may call: those
+// of every template and the expression helpers, with the same arguments
+// ({{ execClass .execCommand }}, {{ inList .user.username "admins" }}).
+func outputFuncs(lists *compiledLists) template.FuncMap {
+	m := template.FuncMap{
+		"containers": containers, "podSpec": podSpec, "patchObject": PatchObject,
+		"imageRegistry": ImageRegistry, "imageTag": ImageTag, "execClass": execClassOf,
+		"credentialKeys": CredentialKeys, "subjects": Subjects, "identities": Identities,
+		"queryParam": queryParam, "inCIDR": inCIDR, "isPrivateIP": isPrivateIP, "isLoopback": isLoopback,
+		"uaFamily": UserAgentFamily, "ipNetwork": IPNetwork,
+		"glob": func(s, pattern string) bool { return glob(pattern, s) },
+		"hasAnyPrefix": func(s string, prefixes ...string) bool {
+			for _, p := range prefixes {
+				if strings.HasPrefix(s, p) {
+					return true
+				}
+			}
+			return false
+		},
+		"inList":          func(s, list string) bool { return lists.contains(list, s) },
+		"inNetworks":      func(ip, list string) bool { return lists.inNetworks(list, ip) },
+		"outsideNetworks": func(ips []string, list string) bool { return lists.outsideNetworks(list, ips) },
+		"userAgentFits":   func(user, agent, list string) bool { return lists.agentFits(list, user, agent) },
+		"anyInList": func(ss []string, list string) bool {
+			for _, s := range ss {
+				if lists.contains(list, s) {
+					return true
+				}
+			}
+			return false
+		},
+	}
+	maps.Copy(m, baselineFuncs)
+	maps.Copy(m, templateFuncs)
+	return m
+}
+
+// neverMissing are the helpers whose result text/template always prints
+// (a string, a bool, a list or a map): the rest may yield no value.
+var neverMissing = map[string]bool{
+	"containers": true, "podSpec": true, "imageRegistry": true, "imageTag": true, "execClass": true,
+	"credentialKeys": true, "subjects": true, "identities": true, "queryParam": true, "inCIDR": true,
+	"isPrivateIP": true, "isLoopback": true, "ipNetwork": true, "glob": true, "hasAnyPrefix": true,
+	"inList": true, "inNetworks": true, "outsideNetworks": true, "userAgentFits": true, "anyInList": true,
 }
 
 // compiledLists holds named lists split into exact entries (a set) and glob
@@ -84,6 +136,8 @@ type compiledLists struct {
 	nets map[string][]netip.Prefix
 	// pairs are the USER=AGENT entries of each list, for userAgentFits.
 	pairs map[string][]agentPair
+	// raw are the lists as written, for `in lists.NAME`.
+	raw map[string][]string
 }
 
 // globPattern is a compiled glob: a plain prefix ("system:node:*"), parts
@@ -126,7 +180,7 @@ func (g *globPattern) match(s string) bool {
 
 func compileLists(lists map[string][]string) *compiledLists {
 	c := &compiledLists{exact: map[string]map[string]struct{}{}, globs: map[string][]globPattern{},
-		nets: map[string][]netip.Prefix{}, pairs: map[string][]agentPair{}}
+		nets: map[string][]netip.Prefix{}, pairs: map[string][]agentPair{}, raw: lists}
 	for name, items := range lists {
 		set := make(map[string]struct{}, len(items))
 		for _, it := range items {

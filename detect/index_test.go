@@ -30,13 +30,26 @@ func TestPrefilter(t *testing.T) {
 		{`responseStatus.code >= 400 && objectRef.subresource == "exec"`, ev("get", "pods", "", "a", 403), false},
 		{`impersonatedUser.username != ""`, ev("get", "pods", "", "a", 200), false},
 		{`user.username != "" || verb == "get"`, ev("get", "pods", "", "", 200), true}, // || is not indexed
-		{`!(verb == "get")`, ev("get", "pods", "", "", 200), true},
+		{`!(verb == "get")`, ev("get", "pods", "", "", 200), false},
+		{`!(verb == "get")`, ev("list", "pods", "", "", 200), true},
+		{`verb not in ["get", "list"]`, ev("list", "pods", "", "", 200), false},
+		{`user.username startsWith "system:node:"`, ev("get", "pods", "", "system:nodes", 200), false},
+		{`user.username startsWith "system:node:"`, ev("get", "pods", "", "system:node:n1", 200), true},
+		{`not (user.username startsWith "system:")`, ev("get", "pods", "", "system:node:n1", 200), false},
+		{`user.username endsWith ":default"`, ev("get", "pods", "", "system:serviceaccount:a:default", 200), true},
+		{`inList(user.username, "admins")`, ev("get", "pods", "", "ops-anna", 200), true},
+		{`inList(user.username, "admins")`, ev("get", "pods", "", "anna", 200), false},
+		{`!inList(user.username, "admins")`, ev("get", "pods", "", "root", 200), false},
+		{`responseStatus.code != 401`, ev("get", "pods", "", "a", 401), false},
+		{`responseStatus.code != 401`, ev("get", "pods", "", "a", 0), true},
+		{`verb != "get"`, ev("get", "pods", "", "a", 0), false},
+		{`objectRef.resource in ["pods", "a", "b", "c", "d", "e"]`, ev("get", "e", "", "a", 0), true},
 		{`objectRef?.resource == "pods"`, ev("get", "secrets", "", "", 200), true}, // optional chains are not indexed
 	}
 	for _, c := range cases {
-		_, checks, _ := matchConstraints(c.match)
+		_, checks, _ := matchConstraints(c.match, compileLists(map[string][]string{"admins": {"root", "ops-*"}}))
 		r := &Rule{checks: checks}
-		if got := r.prefilter(c.ev); got != c.pass {
+		if got := r.prefilter(&evalCtx{ev: c.ev}); got != c.pass {
 			t.Errorf("%s on %+v: prefilter %v, want %v", c.match, c.ev, got, c.pass)
 		}
 	}
@@ -80,11 +93,15 @@ func TestMatchByChecks(t *testing.T) {
 	for src, want := range map[string]bool{
 		`objectRef.resource == "pods" && objectRef.subresource == "exec" && verb in ["get", "create"]`: true,
 		`responseStatus.code >= 400 && user.username != ""`:                                            true,
-		`objectRef.resource == "pods" && inList(user.username, "admins")`:                              false,
+		`objectRef.resource == "pods" && inList(user.username, "admins")`:                              true,
+		`objectRef.resource == "pods" && inList(user.username, "nope")`:                                false,
 		`verb == "get" || verb == "list"`:                                                              false,
-		`!(verb == "get")`:                                                                             false,
+		`!(verb == "get")`:                                                                             true,
+		`user.username startsWith "system:" && !(user.username startsWith "system:node:")`:             true,
+		`responseStatus.code != 401 && objectRef.name endsWith "-admin"`:                               true,
+		`user.username startsWith objectRef.name`:                                                      false,
 	} {
-		if _, _, got := matchConstraints(src); got != want {
+		if _, _, got := matchConstraints(src, compileLists(map[string][]string{"admins": {"root"}})); got != want {
 			t.Errorf("%s: complete %v, want %v", src, got, want)
 		}
 	}

@@ -8,9 +8,12 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"sort"
 	"strings"
+	"sync"
+	"sync/atomic"
 
 	"gopkg.in/yaml.v3"
 )
@@ -59,24 +62,47 @@ func LoadFS(fsys fs.FS, root string) (*Catalog, error) {
 		return nil, fmt.Errorf("read rules %s: %w", root, err)
 	}
 	sort.Strings(names)
+	// Files parse on every core (a start-up cost of every command);
+	// they merge in name order.
+	type parsed struct {
+		c   *Catalog
+		err error
+	}
+	files := make([]parsed, len(names))
+	parallel(len(names), func(i int) {
+		data, err := fs.ReadFile(fsys, names[i])
+		if err != nil {
+			files[i].err = fmt.Errorf("read rules: %w", err)
+			return
+		}
+		files[i].c, files[i].err = ParseRuleFile(names[i], data)
+	})
 	out := &Catalog{Lists: map[string][]string{}}
 	var errs []error
-	for _, n := range names {
-		data, err := fs.ReadFile(fsys, n)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("read rules: %w", err))
+	for _, f := range files {
+		if f.err != nil {
+			errs = append(errs, f.err)
 			continue
 		}
-		c, err := ParseRuleFile(n, data)
-		if err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		if err := out.Merge(c); err != nil {
+		if err := out.Merge(f.c); err != nil {
 			errs = append(errs, err)
 		}
 	}
 	return out, errors.Join(errs...)
+}
+
+// parallel calls f(0) to f(n-1) on GOMAXPROCS goroutines and waits.
+func parallel(n int, f func(i int)) {
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range min(n, runtime.GOMAXPROCS(0)) {
+		wg.Go(func() {
+			for i := int(next.Add(1)) - 1; i < n; i = int(next.Add(1)) - 1 {
+				f(i)
+			}
+		})
+	}
+	wg.Wait()
 }
 
 // LoadPaths loads rule files and directories (recursively) from disk.

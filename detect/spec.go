@@ -2,6 +2,7 @@ package detect
 
 import (
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
@@ -77,10 +78,11 @@ type GroupResources struct {
 
 // WindowSpec makes a rule count matches over event time before it alerts.
 type WindowSpec struct {
-	// Kind is threshold, distinct or sequence.
+	// Kind is threshold, distinct, sequence or first_seen.
 	Kind WindowKind `yaml:"kind"`
-	// By are expressions whose values form the group key (threshold and
-	// distinct). Each key has its own window.
+	// By are expressions whose values form the group key (threshold,
+	// distinct and first_seen). Each key has its own window; for first_seen
+	// its own baseline.
 	By []string `yaml:"by"`
 	// Within is the window length.
 	Within Duration `yaml:"within"`
@@ -94,6 +96,9 @@ type WindowSpec struct {
 	Steps []StepSpec `yaml:"steps"`
 	// Cooldown suppresses the rule for the same key after it fired.
 	Cooldown Duration `yaml:"cooldown"`
+
+	// The fields below are those of first_seen (window_firstseen.go).
+	FirstSeenSpec `yaml:",inline"`
 }
 
 // StepSpec is one step of a sequence window.
@@ -115,6 +120,7 @@ const (
 	WindowThreshold WindowKind = "threshold"
 	WindowDistinct  WindowKind = "distinct"
 	WindowSequence  WindowKind = "sequence"
+	WindowFirstSeen WindowKind = "first_seen"
 )
 
 // Fixtures are the test cases shipped with a rule.
@@ -233,14 +239,20 @@ func (l *Level) UnmarshalYAML(n *yaml.Node) error {
 // MarshalYAML writes the level name.
 func (l Level) MarshalYAML() (any, error) { return l.String(), nil }
 
-// Duration is a time.Duration written as "90s", "5m" or "1h".
+// Duration is a time.Duration written as "90s", "5m" or "1h", or a whole
+// number of days: "7d".
 type Duration time.Duration
 
-// UnmarshalYAML reads a Go duration string.
+// UnmarshalYAML reads a Go duration string or a number of days.
 func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
 	v, err := time.ParseDuration(n.Value)
+	if days, ok := strings.CutSuffix(n.Value, "d"); ok && err != nil {
+		if k, aerr := strconv.Atoi(days); aerr == nil && k >= 0 {
+			v, err = time.Duration(k)*24*time.Hour, nil
+		}
+	}
 	if err != nil {
-		return fmt.Errorf("line %d: bad duration %q (want e.g. 30s, 5m, 1h)", n.Line, n.Value)
+		return fmt.Errorf("line %d: bad duration %q (want e.g. 30s, 5m, 1h, 7d)", n.Line, n.Value)
 	}
 	*d = Duration(v)
 	return nil

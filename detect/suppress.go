@@ -99,12 +99,13 @@ func (x *evalCtx) suppressKey(rule *Rule) uint64 {
 		}
 		return h.sum()
 	}
+	var one [1]string
 	for _, p := range s.by {
-		out, ok := x.run(rule, p)
+		vals, ok := x.values(rule, p, &one)
 		if !ok {
 			return 0
 		}
-		for _, v := range keyStrings(out) {
+		for _, v := range vals {
 			h = h.add(v)
 		}
 		h = h.add("\x00")

@@ -24,12 +24,12 @@ const (
 )
 
 // parseOutput parses a rule's output template and rewrites it as above.
-func parseOutput(name, src string) (*template.Template, error) {
-	t, err := template.New(name).Funcs(templateFuncs).Parse(src)
+func parseOutput(name, src string, funcs template.FuncMap) (*template.Template, error) {
+	t, err := template.New(name).Funcs(funcs).Parse(src)
 	if err != nil {
 		return nil, err
 	}
-	rw := rewriter{known: templateData(&ingest.Event{}, &Alert{})}
+	rw := rewriter{known: templateData(&ingest.Event{}, &Alert{}, &windowResult{})}
 	for _, tt := range t.Templates() {
 		if tt.Tree != nil {
 			// In templates it defines, dot and $ are what the caller passes.
@@ -129,8 +129,12 @@ func (rw rewriter) mayMiss(cmd *parse.CommandNode, dotIsRoot, dollarIsRoot bool)
 		return false // the data, or a with or range element
 	case *parse.IdentifierNode:
 		switch n.Ident {
-		case "join", "execCommand", "default", "printf", "print", "println", "len", "html", "js", "urlquery":
+		case "join", "execCommand", "default", "uaFamily", "elapsed", "printf", "print", "println", "len", "html", "js", "urlquery":
 			return false // a string, or the non-empty default
+		default:
+			if neverMissing[n.Ident] {
+				return false // a helper's string, bool or list
+			}
 		}
 	case *parse.VariableNode:
 		if len(n.Ident) == 1 && len(cmd.Args) == 1 {

@@ -107,6 +107,8 @@ func newTable(r *Rule) keyTable {
 		return table[distinctWindow, *distinctWindow]{}
 	case WindowSequence:
 		return table[sequenceWindow, *sequenceWindow]{}
+	case WindowFirstSeen:
+		return table[firstSeenWindow, *firstSeenWindow]{}
 	}
 	panic("BUG: unknown window kind " + string(r.Spec.Window.Kind))
 }
@@ -120,14 +122,18 @@ type firedRef struct {
 	res  windowResult
 }
 
-// evictRef records keys a shard evicted at a match.
+// evictRef records what a shard dropped at its bounds at a match.
 type evictRef struct {
 	seq  uint64
 	wm   int64
 	rec  int32
 	rule *Rule
-	n    int
+	n    evictCount
 }
+
+// evictCount is what was dropped: keys of a rule at max_keys_per_rule, or
+// values of a first_seen key at its max_values.
+type evictCount struct{ keys, values int }
 
 // shard owns the window state of the (rule, key) pairs that hash to it.
 // Ownership invariant: a shard is touched by one goroutine at a time (the
@@ -144,6 +150,13 @@ type shard struct {
 	// swept is the watermark of the last sweep of idle keys.
 	swept int64
 	m     *engineMetrics
+	// changes counts changes to first_seen baselines worth saving,
+	// savedChanges their number at the last save; baseline holds the
+	// metrics of first_seen rules (window_firstseen.go).
+	changes, savedChanges uint64
+	baseline              map[*Rule]*baselineMetrics
+	// sweptBaselines is the watermark of the last sweep of first_seen keys.
+	sweptBaselines int64
 }
 
 func newShard(lateness time.Duration, maxKeys, exact int, m *engineMetrics) *shard {
@@ -169,7 +182,7 @@ func (s *shard) apply(m *windowMatch) {
 	if w == nil {
 		if keys.size() >= s.maxKeys {
 			n := s.evict(m.rule, keys)
-			s.evicted = append(s.evicted, evictRef{seq: m.seq, wm: m.wm, rec: m.rec, rule: m.rule, n: n})
+			s.evicted = append(s.evicted, evictRef{seq: m.seq, wm: m.wm, rec: m.rec, rule: m.rule, n: evictCount{keys: n}})
 		}
 		w = keys.add(m.key)
 		s.m.keys(m.rule).Inc()
@@ -194,9 +207,18 @@ func (s *shard) table(r *Rule) keyTable {
 func (s *shard) sweep(watermark int64) {
 	s.swept = watermark
 	horizon := watermark - s.lateness
+	// Baselines are kept for days: looking at them once an hour is enough.
+	baselines := watermark-s.sweptBaselines >= baselineSweepEvery
+	if baselines {
+		s.sweptBaselines = watermark
+	}
 	for r, keys := range s.keys {
+		if r.Spec.Window.Kind == WindowFirstSeen && !baselines {
+			continue
+		}
 		for key, w := range keys.all() {
 			if w.idle(horizon, r.Spec.Window) {
+				s.forget(r, w)
 				keys.del(key)
 				s.m.keys(r).Dec()
 			}
@@ -223,6 +245,7 @@ func (s *shard) evict(r *Rule, keys keyTable) int {
 	})
 	n := max(1, len(all)/10)
 	for _, e := range all[:n] {
+		s.forget(r, keys.get(e.key))
 		keys.del(e.key)
 	}
 	s.m.keys(r).Add(float64(-n))

@@ -3,6 +3,7 @@ package detect
 import (
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 )
 
@@ -11,9 +12,18 @@ import (
 // over many identities or addresses can hide in what was evicted.
 const EvictedRule = "window-keys-evicted"
 
+// ValuesDroppedRule is the id of the alert raised when first_seen keys of a
+// rule hit max_values and their values seen longest ago were dropped: seen
+// again, such a value is new and alerts once more.
+const ValuesDroppedRule = "baseline-values-dropped"
+
 // evictionEvery is the least event time between two eviction alerts of one
 // rule.
 const evictionEvery = int64(time.Hour)
+
+// valuesReport suffixes the rule id under which the values a first_seen
+// rule dropped are reported (a rule id has no space).
+const valuesReport = " values"
 
 // evictionReport is what the engine knows about a rule's evictions: when it
 // last reported them, and how many were evicted since.
@@ -22,21 +32,29 @@ type evictionReport struct {
 	Pending int   `json:"pending,omitempty"`
 	// cap is the bound that was hit, for the message.
 	Cap int `json:"cap"`
+	// Values is set for the report of values a first_seen rule dropped at
+	// max_values (Cap) rather than keys.
+	Values bool `json:"values,omitempty"`
 }
 
-// evictionAlert records n keys of rule r evicted at event time t and
-// returns an alert if the rule has not been reported for an hour.
-func (e *Engine) evictionAlert(r *Rule, n int, t int64) (Alert, bool) {
-	rep := e.evicted[r.Spec.ID]
-	if rep == nil {
-		rep = &evictionReport{Last: t - evictionEvery, Cap: e.maxKeys}
-		e.evicted[r.Spec.ID] = rep
+// evictionAlert records what rule r dropped at event time t (keys, or
+// values of first_seen keys, each reported on its own) and returns an alert
+// if that has not been reported for an hour.
+func (e *Engine) evictionAlert(r *Rule, n evictCount, t int64) (Alert, bool) {
+	id, count, limit := r.Spec.ID, n.keys, e.maxKeys
+	if n.values > 0 {
+		id, count, limit = r.Spec.ID+valuesReport, n.values, r.Spec.Window.MaxValues
 	}
-	rep.Pending += n
+	rep := e.evicted[id]
+	if rep == nil {
+		rep = &evictionReport{Last: t - evictionEvery, Cap: limit, Values: n.values > 0}
+		e.evicted[id] = rep
+	}
+	rep.Pending += count
 	if t-rep.Last < evictionEvery {
 		return Alert{}, false
 	}
-	a := evictedAlert(r.Spec.ID, rep, t)
+	a := evictedAlert(id, rep, t)
 	rep.Last, rep.Pending = t, 0
 	return a, true
 }
@@ -60,6 +78,9 @@ func (e *Engine) dueEvictionAlerts() {
 
 func evictedAlert(rule string, rep *evictionReport, t int64) Alert {
 	at := unixUTC(t)
+	if rep.Values {
+		return valuesDroppedAlert(strings.TrimSuffix(rule, valuesReport), rep, at)
+	}
 	return Alert{
 		Rule: EvictedRule, Title: "Window keys evicted at their bound", Severity: SeverityLow,
 		Tags: []string{"vigil.detection", "attack.defense-evasion"},
@@ -71,5 +92,20 @@ func evictedAlert(rule string, rep *evictionReport, t int64) Alert {
 		Time:    at, GroupKey: rule, Count: rep.Pending, AuditIDs: []string{},
 		FirstTime: at, LastTime: at,
 		Fingerprint: Fingerprint(EvictedRule, rule, at),
+	}
+}
+
+func valuesDroppedAlert(rule string, rep *evictionReport, at time.Time) Alert {
+	return Alert{
+		Rule: ValuesDroppedRule, Title: "First-seen values dropped at their bound", Severity: SeverityLow,
+		Tags: []string{"vigil.detection", "attack.defense-evasion"},
+		Description: "Keys of a first_seen rule showed as many values as its window.max_values allows, and the " +
+			"values seen longest ago were dropped from their baselines: seen again, such a value is new and " +
+			"alerts once more. A credential that shows very many values (namespaces, addresses, clients) is " +
+			"either very busy or being used to flood its baseline; raise max_values if it is legitimate.",
+		Message: fmt.Sprintf("rule %s reached its bound of %d values per key: %d values dropped", rule, rep.Cap, rep.Pending),
+		Time:    at, GroupKey: rule, Count: rep.Pending, AuditIDs: []string{},
+		FirstTime: at, LastTime: at,
+		Fingerprint: Fingerprint(ValuesDroppedRule, rule, at),
 	}
 }

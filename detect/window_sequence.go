@@ -17,17 +17,24 @@ type sequenceWindow struct {
 }
 
 // seqChain is a chain of step matches: when it started and ended, and the
-// auditIDs of its steps (none: no chain).
+// auditIDs of its steps (none: no chain), with the time and user of each
+// (for the alert's .steps; a chain restored from an older snapshot may
+// lack them).
 type seqChain struct {
 	Start int64     `json:"start"`
 	End   int64     `json:"end"`
 	IDs   []auditID `json:"ids,omitempty"`
+	Times []int64   `json:"times,omitempty"`
+	Users []string  `json:"users,omitempty"`
 }
 
+// seqStep is a step match; the user a step matched for comes in the
+// match's value (windowMatches).
 type seqStep struct {
-	T  int64   `json:"t"`
-	ID auditID `json:"id"`
-	OK bool    `json:"ok,omitempty"`
+	T    int64   `json:"t"`
+	ID   auditID `json:"id"`
+	User string  `json:"user,omitempty"`
+	OK   bool    `json:"ok,omitempty"`
 }
 
 // continues reports whether a match of the next step at t (auditID id)
@@ -39,10 +46,15 @@ func (c *seqChain) continues(t int64, id auditID, within int64) bool {
 	return t > c.End || !c.IDs[len(c.IDs)-1].equal(id)
 }
 
-func (c *seqChain) extend(t int64, id auditID) seqChain {
+func (c *seqChain) extend(t int64, id auditID, user string) seqChain {
 	ids := make([]auditID, len(c.IDs), len(c.IDs)+1)
 	copy(ids, c.IDs)
-	return seqChain{Start: c.Start, End: t, IDs: append(ids, id)}
+	next := seqChain{Start: c.Start, End: t, IDs: append(ids, id)}
+	if len(c.Times) == len(c.IDs) && len(c.Users) == len(c.IDs) {
+		next.Times = append(append(make([]int64, 0, len(ids)), c.Times...), t)
+		next.Users = append(append(make([]string, 0, len(ids)), c.Users...), user)
+	}
+	return next
 }
 
 func (w *sequenceWindow) add(m *windowMatch, _ *shard) (windowResult, bool) {
@@ -60,12 +72,12 @@ func (w *sequenceWindow) add(m *windowMatch, _ *shard) (windowResult, bool) {
 	var c seqChain
 	switch {
 	case step == 0:
-		c = seqChain{Start: m.t, End: m.t, IDs: []auditID{m.id}}
+		c = seqChain{Start: m.t, End: m.t, IDs: []auditID{m.id}, Times: []int64{m.t}, Users: []string{m.value}}
 	case w.Chains[step-1].continues(m.t, m.id, within):
-		c = w.Chains[step-1].extend(m.t, m.id)
+		c = w.Chains[step-1].extend(m.t, m.id, m.value)
 	default:
 		if wt := &w.Waiting[step]; !wt.OK || m.t > wt.T {
-			*wt = seqStep{T: m.t, ID: m.id, OK: true}
+			*wt = seqStep{T: m.t, ID: m.id, User: m.value, OK: true}
 		}
 		return windowResult{}, false
 	}
@@ -82,7 +94,7 @@ func (w *sequenceWindow) add(m *windowMatch, _ *shard) (windowResult, bool) {
 		if !next.OK || !c.continues(next.T, next.ID, within) {
 			return windowResult{}, false
 		}
-		c = c.extend(next.T, next.ID)
+		c = c.extend(next.T, next.ID, next.User)
 		*next = seqStep{}
 		step++
 	}
@@ -98,11 +110,19 @@ func (w *sequenceWindow) complete(c seqChain, spec *WindowSpec) (windowResult, b
 	}
 	w.Fired = c.End
 	ids := make([]string, len(c.IDs))
+	steps := make([]stepResult, len(c.IDs))
 	for i, id := range c.IDs {
 		ids[i] = id.String()
+		steps[i] = stepResult{auditID: ids[i]}
+		if i < len(spec.Steps) {
+			steps[i].name = spec.Steps[i].Name
+		}
+		if len(c.Times) == len(c.IDs) && len(c.Users) == len(c.IDs) {
+			steps[i].time, steps[i].user = unixUTC(c.Times[i]), c.Users[i]
+		}
 	}
 	return windowResult{count: len(spec.Steps), first: unixUTC(c.Start), last: unixUTC(c.End),
-		auditIDs: ids[:min(len(ids), maxSampleIDs)]}, true
+		auditIDs: ids[:min(len(ids), maxSampleIDs)], steps: steps}, true
 }
 
 func (w *sequenceWindow) idle(horizon int64, spec *WindowSpec) bool {

@@ -7,6 +7,8 @@ import (
 	"unsafe"
 
 	"github.com/valyala/fastjson"
+
+	"github.com/vigil-k8s/vigil/ingest/internal/jsonscan"
 )
 
 // Supported audit API versions. Lines without apiVersion are accepted when
@@ -27,22 +29,31 @@ type Decoder struct {
 	// UserInfo.Extra: a map per event each, so only when a rule reads them.
 	Annotations, Extra bool
 
-	p      fastjson.Parser
+	p fastjson.Parser
+	// esc holds the unescaped strings of the event being decoded, bodies
+	// parses its bodies when they are loaded.
+	esc    []byte
+	bodies fastjson.Parser
 	ev     Event
 	groups []string
 	igrps  []string
 	ips    []string
 	ann    map[string]string
 	lazy   lazyObjects
-	// part holds the readable members of an event being salvaged.
-	part []byte
+	// part holds the readable members of an event being salvaged;
+	// salvaged says the last Decode did so.
+	part     []byte
+	salvaged bool
 }
 
 // lazyObjects holds the unparsed request and response bodies of the event
 // being decoded; they are converted to Go values on first use.
 type lazyObjects struct {
 	req, resp *fastjson.Value
-	loaded    bool
+	// reqRaw and respRaw are bodies kept as bytes, parsed by p.
+	reqRaw, respRaw []byte
+	p               *fastjson.Parser
+	loaded          bool
 }
 
 // LoadObjects converts requestObject and responseObject to Go values
@@ -51,36 +62,70 @@ func (e *Event) LoadObjects() {
 	if e.lazy == nil || e.lazy.loaded {
 		return
 	}
-	e.lazy.loaded = true
-	if e.lazy.req != nil {
-		e.RequestObject = objectToAny(e.lazy.req)
+	l := e.lazy
+	l.loaded = true
+	if l.req == nil && l.reqRaw != nil {
+		l.req, _ = l.p.ParseBytes(l.reqRaw)
 	}
-	if e.lazy.resp != nil {
-		e.ResponseObject = objectToAny(e.lazy.resp)
+	if l.req != nil {
+		e.RequestObject = objectToAny(l.req)
+	}
+	if l.resp == nil && l.respRaw != nil {
+		// The request body was converted: the parser is free again.
+		l.resp, _ = l.p.ParseBytes(l.respRaw)
+	}
+	if l.resp != nil {
+		e.ResponseObject = objectToAny(l.resp)
 	}
 }
 
 // HasRequestObject reports whether the event carries a requestObject,
 // without decoding it.
 func (e *Event) HasRequestObject() bool {
-	return e.RequestObject != nil || (e.lazy != nil && e.lazy.req != nil)
+	return e.RequestObject != nil || (e.lazy != nil && (e.lazy.req != nil || e.lazy.reqRaw != nil))
 }
 
 // HasResponseObject reports whether the event carries a responseObject.
 func (e *Event) HasResponseObject() bool {
-	return e.ResponseObject != nil || (e.lazy != nil && e.lazy.resp != nil)
+	return e.ResponseObject != nil || (e.lazy != nil && (e.lazy.resp != nil || e.lazy.respRaw != nil))
 }
 
-// Decode parses one audit event. The returned Event is valid until the next
-// call to Decode. Errors wrap ErrNotEvent and say what is wrong. JSON the
+// Decode parses one audit event. The returned Event borrows data and the
+// decoder's memory: it is valid until the next call to Decode, as long as
+// data is not changed. Errors wrap ErrNotEvent and say what is wrong. JSON the
 // parser refuses is salvaged when its metadata can be read: the event is
 // returned without the unreadable parts and marked Vigil.BodyUnparsed.
 func (d *Decoder) Decode(data []byte) (*Event, error) {
+	d.salvaged = false
+	if ev, err, ok := d.scanEvent(data); ok {
+		return ev, err
+	}
 	v, err := d.p.ParseBytes(data)
 	if err != nil {
-		return d.salvage(data, err)
+		ev, err := d.salvage(data, err)
+		d.salvaged = err == nil
+		return ev, err
 	}
 	return d.decodeValue(v)
+}
+
+// Salvaged reports whether the event the last Decode returned was read
+// only in part: its JSON is not whole (NotWhole says why).
+func (d *Decoder) Salvaged() bool { return d.salvaged }
+
+// NotWhole says why data is not JSON that the decoder reads whole, or nil.
+func NotWhole(data []byte) error {
+	end, depth, err := jsonscan.Value(data, 0)
+	if err == nil {
+		err = jsonscan.End(data, end)
+	}
+	if err != nil {
+		return fmt.Errorf("malformed JSON: %w; read up to the break", err)
+	}
+	if depth > jsonscan.MaxDepth {
+		return fmt.Errorf("JSON nested %d levels deep, over the %d the decoder reads; read without the parts too deep", depth, jsonscan.MaxDepth)
+	}
+	return nil
 }
 
 func (d *Decoder) decodeValue(v *fastjson.Value) (*Event, error) {
@@ -92,18 +137,16 @@ func (d *Decoder) decodeValue(v *fastjson.Value) (*Event, error) {
 	d.lazy = lazyObjects{}
 	d.groups, d.igrps, d.ips = d.groups[:0], d.igrps[:0], d.ips[:0]
 	e := &d.ev
-	var kind, apiVersion string
-	var rrt, st []byte
-	var badField string
+	var f eventFields
 	o.Visit(func(k []byte, v *fastjson.Value) {
-		if badField != "" {
+		if f.badField != "" {
 			return
 		}
 		switch string(k) {
 		case "kind":
-			kind = str(v)
+			f.kind = str(v)
 		case "apiVersion":
-			apiVersion = str(v)
+			f.apiVersion = str(v)
 		case "level":
 			e.Level = str(v)
 		case "auditID":
@@ -139,12 +182,12 @@ func (d *Decoder) decodeValue(v *fastjson.Value) (*Event, error) {
 				d.lazy.resp = v
 			}
 		case "requestReceivedTimestamp":
-			rrt = v.GetStringBytes()
-			if rrt == nil {
-				badField = "requestReceivedTimestamp"
+			f.rrt = v.GetStringBytes()
+			if f.rrt == nil {
+				f.badField = "requestReceivedTimestamp"
 			}
 		case "stageTimestamp":
-			st = v.GetStringBytes()
+			f.st = v.GetStringBytes()
 		case "annotations":
 			if v.Type() != fastjson.TypeObject {
 				return
@@ -170,14 +213,20 @@ func (d *Decoder) decodeValue(v *fastjson.Value) (*Event, error) {
 			decodeMarks(v, &e.Vigil)
 		}
 	})
-	if badField != "" {
-		return nil, fmt.Errorf("%w: %s is not a string", ErrNotEvent, badField)
+	return d.finish(&f)
+}
+
+// finish checks the event decoded into d.ev and completes it.
+func (d *Decoder) finish(f *eventFields) (*Event, error) {
+	e := &d.ev
+	if f.badField != "" {
+		return nil, fmt.Errorf("%w: %s is not a string", ErrNotEvent, f.badField)
 	}
-	if kind != "" && kind != "Event" {
-		return nil, fmt.Errorf("%w: kind %q, want Event", ErrNotEvent, kind)
+	if f.kind != "" && f.kind != "Event" {
+		return nil, fmt.Errorf("%w: kind %q, want Event", ErrNotEvent, f.kind)
 	}
-	if apiVersion != "" && apiVersion != APIVersionV1 && apiVersion != APIVersionV1beta1 {
-		return nil, fmt.Errorf("%w: apiVersion %q, want %s or %s", ErrNotEvent, apiVersion, APIVersionV1, APIVersionV1beta1)
+	if f.apiVersion != "" && f.apiVersion != APIVersionV1 && f.apiVersion != APIVersionV1beta1 {
+		return nil, fmt.Errorf("%w: apiVersion %q, want %s or %s", ErrNotEvent, f.apiVersion, APIVersionV1, APIVersionV1beta1)
 	}
 	if e.AuditID == "" {
 		return nil, fmt.Errorf("%w: missing auditID", ErrNotEvent)
@@ -188,15 +237,15 @@ func (d *Decoder) decodeValue(v *fastjson.Value) (*Event, error) {
 	if e.Verb == "" && e.RequestURI == "" {
 		return nil, fmt.Errorf("%w: missing verb and requestURI", ErrNotEvent)
 	}
-	if rrt != nil {
-		t, err := ParseTime(rrt)
+	if f.rrt != nil {
+		t, err := ParseTime(f.rrt)
 		if err != nil {
 			return nil, fmt.Errorf("%w: requestReceivedTimestamp: %v", ErrNotEvent, err)
 		}
 		e.RequestReceivedTimestamp = t
 	}
-	if st != nil {
-		t, err := ParseTime(st)
+	if f.st != nil {
+		t, err := ParseTime(f.st)
 		if err != nil {
 			return nil, fmt.Errorf("%w: stageTimestamp: %v", ErrNotEvent, err)
 		}
@@ -208,10 +257,15 @@ func (d *Decoder) decodeValue(v *fastjson.Value) (*Event, error) {
 	e.User.Groups = nilIfEmpty(d.groups)
 	e.SourceIPs = nilIfEmpty(d.ips)
 	e.ImpersonatedUser.Groups = nilIfEmpty(d.igrps)
-	if d.lazy.req != nil || d.lazy.resp != nil {
+	if d.lazy.req != nil || d.lazy.resp != nil || d.lazy.reqRaw != nil || d.lazy.respRaw != nil {
 		e.lazy = &d.lazy
 	}
 	return e, nil
+}
+
+// isMark reports whether readMark reads an annotation.
+func isMark(key string) bool {
+	return key == AnnotationTruncated || key == AnnotationAPIServerTruncated || key == AnnotationSource
 }
 
 // readMark notes the annotations that mark an event.

@@ -11,9 +11,10 @@ import (
 // detection reads. Field names in expressions, alerts and templates are the
 // JSON names of the audit API (the expr tags).
 //
-// An Event returned by Decoder.Decode borrows the decoder's memory: its
-// strings and lazily decoded objects are valid only until the next Decode
-// call on the same Decoder. Call Clone to keep one longer.
+// An Event returned by Decoder.Decode borrows the decoder's memory and the
+// JSON it was decoded from: its strings and lazily decoded objects are
+// valid only until the next Decode call on the same Decoder, and while
+// that JSON is not changed. Call Clone to keep one longer.
 type Event struct {
 	Level      string   `expr:"level" json:"level,omitempty"`
 	AuditID    string   `expr:"auditID" json:"auditID"`

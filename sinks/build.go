@@ -85,6 +85,7 @@ type Dispatcher struct {
 	targets []*target
 	mem     *memory
 	dur     *durable
+	red     redactor
 }
 
 // Build makes the sinks of cfg and starts delivery: in memory by default,
@@ -182,7 +183,7 @@ func (d *Dispatcher) Dispatch(ctx context.Context, alerts ...detect.Alert) error
 	}
 	red := make([]detect.Alert, len(alerts))
 	for i := range alerts {
-		red[i] = Redact(alerts[i])
+		red[i] = d.red.redact(alerts[i])
 	}
 	return d.dur.dispatch(ctx, red)
 }

@@ -175,7 +175,7 @@ func (d *durable) dispatch(ctx context.Context, alerts []detect.Alert) error {
 	}
 	futures := make([]jetstream.PubAckFuture, 0, len(alerts))
 	for i := range alerts {
-		b, err := json.Marshal(&alerts[i])
+		b, err := alerts[i].AppendJSON(nil)
 		if err != nil {
 			return fmt.Errorf("encode alert %s: %w", alerts[i].Rule, err)
 		}

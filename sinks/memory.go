@@ -15,6 +15,7 @@ import (
 // drains it.
 type memQueue struct {
 	t     *target
+	red   redactor
 	ch    chan queued
 	block bool
 	// dropLogged rate-limits the "buffer full" log to one per burst.
@@ -105,7 +106,7 @@ func (q *memQueue) run(ctx context.Context) {
 	// Alerts arrive unredacted (routing reads no secret field); they are
 	// redacted here, before the sink sees them.
 	for it := range q.ch {
-		batch, times = append(batch[:0], Redact(it.a)), append(times[:0], it.at)
+		batch, times = append(batch[:0], q.red.redact(it.a)), append(times[:0], it.at)
 	fill:
 		for len(batch) < q.t.batch {
 			select {
@@ -113,7 +114,7 @@ func (q *memQueue) run(ctx context.Context) {
 				if !ok {
 					break fill
 				}
-				batch, times = append(batch, Redact(it.a)), append(times, it.at)
+				batch, times = append(batch, q.red.redact(it.a)), append(times, it.at)
 			default:
 				break fill
 			}

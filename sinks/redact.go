@@ -4,6 +4,7 @@ import (
 	"net/url"
 	"regexp"
 	"strings"
+	"sync"
 
 	"github.com/vigil-k8s/vigil/detect"
 )
@@ -71,10 +72,12 @@ func RedactText(s string) string {
 	}
 	lower := strings.ToLower(s)
 	if strings.ContainsAny(s, ":=") || strings.Contains(s, "%3D") {
-		if strings.Contains(lower, "data") {
+		// Outside ASCII, case folding makes the precise tests below
+		// unsafe: only the broad ones apply.
+		if strings.Contains(lower, "data") && (!isASCII(s) || followedBy(lower, dataWords, dataMapSep)) {
 			s = dataMap.ReplaceAllString(s, "$1$2"+Redacted)
 		}
-		if containsAny(lower, credentialWords) {
+		if containsAny(lower, credentialWords) && (!isASCII(s) || followedBy(strings.ToLower(s), keyWords, keyValueSep)) {
 			s = keyValue.ReplaceAllStringFunc(s, func(m string) string {
 				sub := keyValue.FindStringSubmatch(m)
 				v := strings.ToLower(sub[3])
@@ -95,8 +98,79 @@ func RedactText(s string) string {
 // (the bootstrap token format needs a '.').
 var (
 	credentialWords = []string{"passw", "pwd", "secret", "token", "key", "credential", "auth"}
-	knownKeyHints   = []string{"AKIA", "gh", "xox", "k_live_", "k_test_", "AIza"}
+	knownKeyHints   = []string{"AKIA", "ghp_", "gho_", "ghu_", "ghs_", "ghr_", "xox", "k_live_", "k_test_", "AIza"}
 )
+
+// The regular expressions that backtrack run only where they can match: a
+// key word of keyValue followed, after the rest of its key, by a separator,
+// or "data" followed by ": map[" or ": {". followedBy tests lower-case
+// ASCII text for that, which is most alert text; each miss is a
+// regular expression that would have found nothing.
+var (
+	keyWords = []string{"passwd", "password", "pwd", "secret", "token", "apikey", "api_key", "api-key",
+		"accesskey", "access_key", "access-key", "privatekey", "private_key", "private-key", "credential", "auth"}
+	dataWords = []string{"data"}
+)
+
+// followedBy reports whether an occurrence of one of words in s, with the
+// key characters after it, is followed by what sep accepts.
+func followedBy(s string, words []string, sep func(rest string) bool) bool {
+	for _, w := range words {
+		for from := 0; ; {
+			i := strings.Index(s[from:], w)
+			if i < 0 {
+				break
+			}
+			end := from + i + len(w)
+			j := end
+			for j < len(s) && isKeyChar(s[j]) {
+				j++
+			}
+			if sep(s[j:]) {
+				return true
+			}
+			from = from + i + 1
+		}
+	}
+	return false
+}
+
+// isKeyChar is keyValue's [A-Za-z0-9_.-] (on lower-case text).
+func isKeyChar(c byte) bool {
+	return c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '_' || c == '.' || c == '-'
+}
+
+// keyValueSep accepts what keyValue wants after a key: `"?\s*[:=]` or
+// %3d.
+func keyValueSep(rest string) bool {
+	if strings.HasPrefix(rest, "%3d") {
+		return true
+	}
+	rest = strings.TrimPrefix(rest, `"`)
+	rest = strings.TrimLeft(rest, " \t\n\f\r")
+	return rest != "" && (rest[0] == ':' || rest[0] == '=')
+}
+
+// dataMapSep accepts what dataMap wants after "data": `"?\s*:\s*` then
+// "map[" or "{". Its \b needs no test here: it only narrows.
+func dataMapSep(rest string) bool {
+	rest = strings.TrimPrefix(rest, `"`)
+	rest = strings.TrimLeft(rest, " \t\n\f\r")
+	if !strings.HasPrefix(rest, ":") {
+		return false
+	}
+	rest = strings.TrimLeft(rest[1:], " \t\n\f\r")
+	return strings.HasPrefix(rest, "map[") || strings.HasPrefix(rest, "{")
+}
+
+func isASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= 0x80 {
+			return false
+		}
+	}
+	return true
+}
 
 // hasBootstrapToken reports whether s holds the shape of a Kubernetes
 // bootstrap token (6 and 16 lower-case letters or digits around a dot),
@@ -127,6 +201,18 @@ func containsAny(s string, subs []string) bool {
 	return false
 }
 
+// sensitiveParam is sensitiveQuery.MatchString, without the regular
+// expression for ASCII names.
+func sensitiveParam(k string) bool {
+	if !isASCII(k) {
+		return sensitiveQuery.MatchString(k)
+	}
+	l := strings.ToLower(k)
+	return containsAny(l, sensitiveParamWords) || strings.HasSuffix(l, "sig") || strings.HasSuffix(l, "code")
+}
+
+var sensitiveParamWords = []string{"passw", "pwd", "secret", "token", "key", "auth", "credential", "signature", "session"}
+
 // RedactURI redacts the values of credential-like query parameters and
 // then scrubs the rest as text. The exec command parameters stay readable.
 func RedactURI(uri string) string {
@@ -140,7 +226,7 @@ func RedactURI(uri string) string {
 	}
 	changed := false
 	for k, vs := range vals {
-		if k == "command" || !sensitiveQuery.MatchString(k) {
+		if k == "command" || !sensitiveParam(k) {
 			continue
 		}
 		for i := range vs {
@@ -159,6 +245,11 @@ func RedactURI(uri string) string {
 func Redact(a detect.Alert) detect.Alert {
 	a.Title = RedactText(a.Title)
 	a.Description = RedactText(a.Description)
+	return redactEvent(a)
+}
+
+// redactEvent scrubs the fields an alert takes from its event and window.
+func redactEvent(a detect.Alert) detect.Alert {
 	a.Message = RedactText(a.Message)
 	a.RequestURI = RedactURI(a.RequestURI)
 	a.ExecCommand = RedactText(a.ExecCommand)
@@ -194,4 +285,36 @@ func redactExtra(in map[string][]string) map[string][]string {
 		out[k] = redactAll(v)
 	}
 	return out
+}
+
+// maxRules bounds the rule texts a redactor remembers.
+const maxRules = 4096
+
+// redactor redacts as Redact does, remembering each rule's redacted title
+// and description: they are the rule's, the same in every alert. It is
+// safe for concurrent use.
+type redactor struct {
+	mu    sync.Mutex
+	rules map[string]ruleTexts
+}
+
+// ruleTexts are a rule's title and description as alerts carry them and
+// redacted.
+type ruleTexts struct{ title, description, redTitle, redDescription string }
+
+func (r *redactor) redact(a detect.Alert) detect.Alert {
+	r.mu.Lock()
+	t, ok := r.rules[a.Rule]
+	r.mu.Unlock()
+	if !ok || t.title != a.Title || t.description != a.Description {
+		t = ruleTexts{a.Title, a.Description, RedactText(a.Title), RedactText(a.Description)}
+		r.mu.Lock()
+		if r.rules == nil || len(r.rules) >= maxRules {
+			r.rules = map[string]ruleTexts{}
+		}
+		r.rules[a.Rule] = t
+		r.mu.Unlock()
+	}
+	a.Title, a.Description = t.redTitle, t.redDescription
+	return redactEvent(a)
 }

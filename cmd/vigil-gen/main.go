@@ -11,6 +11,12 @@
 //
 // -forbidden-flood writes instead -n forbidden requests, each from its own
 // user and address: the input that fills window keys to their bound.
+//
+// -days N writes N whole days of event time instead of -n events (first-seen
+// baselines learn over days), and -stolen-token-day D adds at noon of day D
+// the CI deployer's token used by a python-requests script from outside:
+//
+//	vigil-gen -profile benign-day -days 9 -stolen-token-day 9 -o /tmp/days.log
 package main
 
 import (
@@ -48,11 +54,13 @@ func run(args []string, stdout, stderr io.Writer) error {
 	nodes := fs.Int("nodes", auditgen.DefaultNodes, "nodes in the simulated cluster")
 	start := fs.String("start", auditgen.DefaultStart.Format(time.RFC3339), "event time of the first event (RFC 3339)")
 	flood := fs.Bool("forbidden-flood", false, "write forbidden requests, each from its own user and address, instead of a cluster's log")
+	days := fs.Int("days", 0, "write this many days of event time instead of -n events")
+	stolenDay := fs.Int("stolen-token-day", 0, "with -days: on this day (1 is the first) the CI deployer's token is used from outside by a script")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {
-		return fmt.Errorf("unexpected argument %q (flags: -n -o -seed -rate -nodes -start -profile -forbidden-flood)", fs.Arg(0))
+		return fmt.Errorf("unexpected argument %q (flags: -n -o -seed -rate -nodes -start -profile -forbidden-flood -days -stolen-token-day)", fs.Arg(0))
 	}
 	opts := auditgen.Options{Seed: *seed, Rate: *rate, Nodes: *nodes, Profile: *profile}
 	if err := opts.Check(); err != nil {
@@ -76,6 +84,10 @@ func run(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("-start %q: want an RFC 3339 time such as 2026-11-22T06:00:00Z", *start)
 	}
+	dd := auditgen.Days{Days: *days, StolenTokenDay: *stolenDay}
+	if err := dd.Check(); (*days != 0 || *stolenDay != 0) && err != nil {
+		return fmt.Errorf("-days, -stolen-token-day: %w", err)
+	}
 	w := stdout
 	var f *os.File
 	if *out != "" && *out != "-" {
@@ -88,6 +100,12 @@ func run(args []string, stdout, stderr io.Writer) error {
 	}
 	if *flood {
 		if err := writeFlood(w, t0, *rate, *n); err != nil {
+			return err
+		}
+	} else if *days > 0 {
+		opts.Start = t0
+		dd.Options = opts
+		if _, err := auditgen.WriteDays(w, dd); err != nil {
 			return err
 		}
 	} else {

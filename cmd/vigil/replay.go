@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"runtime/debug"
+	"runtime/pprof"
 	"slices"
 	"strings"
 	"sync"
@@ -38,8 +39,10 @@ type replayFlags struct {
 	quiet     bool
 	// input is --input-format; actionsOutput --actions-output.
 	input, actionsOutput string
+	cpuProfile           string
 
 	forensics forensicFlags
+	baseline  baselineFlags
 }
 
 func (a *app) replayCmd() *cobra.Command {
@@ -65,6 +68,7 @@ and counted apart; --fail-on-bad makes either kind exit 3.`,
 	}
 	f.register(c)
 	f.forensics.register(c)
+	f.baseline.register(c)
 	fl := c.Flags()
 	fl.StringVarP(&f.output, "output", "o", "", "write alerts to FILE instead of standard output")
 	fl.StringVar(&f.format, "format", "json", "alert format: json (JSON lines) or text")
@@ -79,6 +83,7 @@ and counted apart; --fail-on-bad makes either kind exit 3.`,
 	fl.StringVar(&f.input, "input-format", "auto", "input format: auto, audit, eks, gke or aks (docs/sources.md)")
 	fl.StringVar(&f.actionsOutput, "actions-output", "", actionsOutputUsage)
 	fl.BoolVarP(&f.quiet, "quiet", "q", false, "no summary or progress on standard error")
+	fl.StringVar(&f.cpuProfile, "cpuprofile", "", "write a CPU profile of the run to FILE (go tool pprof)")
 	return c
 }
 
@@ -126,6 +131,13 @@ func (a *app) replay(ctx context.Context, f replayFlags, args []string) error {
 	cfg, rs, err := f.ruleSet()
 	if err != nil {
 		return err
+	}
+	if f.cpuProfile != "" {
+		stop, err := startCPUProfile(f.cpuProfile)
+		if err != nil {
+			return err
+		}
+		defer stop()
 	}
 	fx, err := a.newForensics(f.forensics, rs)
 	if err != nil {
@@ -194,7 +206,9 @@ func (a *app) replay(ctx context.Context, f replayFlags, args []string) error {
 		defer mu.Unlock()
 		sum.salvage(origin, err)
 	}
-	reader, truncated, err := openReplayInput(args, a.stdin, f.input, cluster, onError, onSalvage, rs)
+	// The engine tells the records read only in part: it decodes them
+	// anyway.
+	reader, truncated, err := openReplayInput(args, a.stdin, f.input, cluster, onError, nil, rs)
 	if err != nil {
 		return err
 	}
@@ -203,46 +217,39 @@ func (a *app) replay(ctx context.Context, f replayFlags, args []string) error {
 	eng, err := detect.New(detect.Options{
 		Rules: rs, Workers: workers, Emit: emit, Metrics: set, Logger: a.logger, Lateness: lateness,
 		MaxKeysPerRule: cfg.Detect.MaxKeysPerRule, DistinctExact: cfg.Detect.DistinctExact, Since: since, Until: until,
-		OnReject: func(r ingest.Record, err error) { _ = onError(r.Origin, err) },
+		OnReject:  func(r ingest.Record, err error) { _ = onError(r.Origin, err) },
+		OnSalvage: func(r ingest.Record, err error) { onSalvage(r.Origin, err) },
 	})
 	if err != nil {
+		return err
+	}
+	if err := f.baseline.loadInto(eng, a.stderr, f.quiet); err != nil {
 		return err
 	}
 
 	src := fx.meter(reader, args)
 	progress := a.startProgress(f.quiet, src)
 	defer progress.stop()
-	readCtx, stopReading := context.WithCancel(ctx)
-	batches := readAhead(readCtx, src, 2)
-	defer func() {
-		// The reader goroutine must be done before the reader closes.
-		stopReading()
-		for range batches {
+	defer reader.Close(ctx)
+	// The engine reads ahead and matches batches on every worker while
+	// it applies the ones before in order.
+	err = eng.Run(ctx, src, func(b ingest.Batch) error {
+		sum.events.Add(int64(len(b.Records)))
+		return stopped()
+	})
+	if err != nil {
+		if serr := stopped(); serr != nil {
+			return serr
 		}
-		reader.Close(ctx)
-	}()
-	for b := range batches {
-		if b.err != nil {
-			if errors.Is(b.err, io.EOF) {
-				break
-			}
-			if err := stopped(); err != nil {
-				return err
-			}
-			return fmt.Errorf("read input: %w", b.err)
-		}
-		sum.events.Add(int64(len(b.batch.Records)))
-		if err := eng.Process(ctx, b.batch); err != nil {
-			return err
-		}
-		if err := stopped(); err != nil {
-			return err
-		}
+		return err
 	}
 	if err := ctx.Err(); err != nil {
 		return err
 	}
 	if err := eng.Flush(ctx); err != nil {
+		return err
+	}
+	if err := f.baseline.saveFrom(eng); err != nil {
 		return err
 	}
 	if err := closeOutput(ctx); err != nil {
@@ -269,6 +276,23 @@ func (a *app) replay(ctx context.Context, f replayFlags, args []string) error {
 		return gateError{strings.Join(gates, "; ")}
 	}
 	return nil
+}
+
+// startCPUProfile profiles the process into path until the returned
+// function is called.
+func startCPUProfile(path string) (func(), error) {
+	out, err := os.Create(path)
+	if err != nil {
+		return nil, usagef("--cpuprofile: %v", err)
+	}
+	if err := pprof.StartCPUProfile(out); err != nil {
+		out.Close()
+		return nil, fmt.Errorf("start CPU profile: %w", err)
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		out.Close()
+	}, nil
 }
 
 // replayOutput returns where replay's alerts go and the function that
@@ -336,38 +360,6 @@ func (a *app) replayTargets(ctx context.Context, cfg *Config, f replayFlags) (fu
 		return write(al)
 	}
 	return send, closeAll, nil
-}
-
-type readResult struct {
-	batch ingest.Batch
-	err   error
-}
-
-// readAhead reads batches in its own goroutine so reading overlaps with
-// detection; at most n batches wait, which bounds memory.
-func readAhead(ctx context.Context, src ingest.Source, n int) <-chan readResult {
-	ch := make(chan readResult, n)
-	go func() {
-		defer close(ch)
-		for {
-			b, err := src.Read(ctx)
-			if len(b.Records) > 0 {
-				select {
-				case ch <- readResult{batch: b}:
-				case <-ctx.Done():
-					return
-				}
-			}
-			if err != nil {
-				select {
-				case ch <- readResult{err: err}:
-				case <-ctx.Done():
-				}
-				return
-			}
-		}
-	}()
-	return ch
 }
 
 // textWriter returns a function writing one alert per line for people.

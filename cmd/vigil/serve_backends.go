@@ -14,7 +14,8 @@ import (
 // alert stream of its JetStream.
 func (a *app) openServeBackends(ctx context.Context, f serveFlags, cfg *Config, ss serveSettings, pc *pipeline.Config) (err error) {
 	sq, err := a.openServeQueue(ctx, f.queue, ss.Queue, queueSetup{dataDir: f.dataDir, syncAlways: f.syncAlways,
-		span: pipeline.RebuildSpan(pc.Rules, pc.Lateness), metrics: pc.Metrics})
+		span: pipeline.RebuildSpan(pc.Rules, pc.Lateness), sentSpan: pipeline.SentSpan(pc.Rules, pc.Lateness),
+		metrics: pc.Metrics})
 	if err != nil {
 		return err
 	}
@@ -47,7 +48,7 @@ func (a *app) openServeBackends(ctx context.Context, f serveFlags, cfg *Config, 
 	if resp != nil {
 		resp.Start(disp)
 	}
-	pc.Queue, pc.Alerts, pc.SentSet = sq.queue, disp, sq.sent
+	pc.Queue, pc.Alerts, pc.SentSet, pc.Snapshots = sq.queue, disp, sq.sent, sq.snapshots
 	pc.RecentAlerts = func(ctx context.Context, n int) ([]pipeline.StoredAlert, error) {
 		stored, err := disp.RecentStored(ctx, n)
 		out := make([]pipeline.StoredAlert, len(stored))

@@ -21,6 +21,7 @@ import (
 	"github.com/vigil-k8s/vigil/ingest/jetstream"
 	"github.com/vigil-k8s/vigil/ingest/kafkaq"
 	"github.com/vigil-k8s/vigil/ingest/natsq"
+	"github.com/vigil-k8s/vigil/ingest/partition"
 	"github.com/vigil-k8s/vigil/ingest/pipeline"
 	"github.com/vigil-k8s/vigil/ingest/tlsutil"
 )
@@ -91,20 +92,23 @@ func (f *queueFlags) register(fl *pflag.FlagSet) {
 type queueSetup struct {
 	dataDir    string
 	syncAlways bool
-	// span is the history a window rebuild re-reads (pipeline.RebuildSpan).
-	span    time.Duration
-	metrics *metrics.Set
+	// span is the history a window rebuild re-reads (pipeline.RebuildSpan),
+	// sentSpan how long sent alerts are remembered (pipeline.SentSpan).
+	span, sentSpan time.Duration
+	metrics        *metrics.Set
 }
 
 // serveQueue is the queue vigil serve runs on, with what lives beside it:
-// the record of sent alerts, and the JetStream (with the number of copies
-// its streams keep) that holds the alert streams of the sinks.
+// the record of sent alerts, the saved window state of the partitions
+// (scale-out queues), and the JetStream (with the number of copies its
+// streams keep) that holds the alert streams of the sinks.
 type serveQueue struct {
-	queue    pipeline.Queue
-	sent     pipeline.SentSet
-	js       natsjs.JetStream
-	nc       *nats.Conn
-	replicas int
+	queue     pipeline.Queue
+	sent      pipeline.SentSet
+	snapshots pipeline.Snapshots
+	js        natsjs.JetStream
+	nc        *nats.Conn
+	replicas  int
 }
 
 // queueKind is the queue the flags and the config choose.
@@ -147,7 +151,7 @@ func (a *app) openServeQueue(ctx context.Context, f queueFlags, qc QueueConfig, 
 	if err != nil {
 		return serveQueue{}, err
 	}
-	fps, err := q.Fingerprints(ctx, s.span+time.Hour)
+	fps, err := q.Fingerprints(ctx, s.sentSpan+time.Hour)
 	if err != nil {
 		q.Close(context.Background())
 		return serveQueue{}, err
@@ -203,12 +207,17 @@ func (a *app) openNATSQueue(ctx context.Context, f queueFlags, qc QueueConfig, s
 	if err != nil {
 		return serveQueue{}, fmt.Errorf("open nats queue: %w", err)
 	}
-	sent, err := q.SentSet(ctx, s.span+time.Hour)
+	sent, err := q.SentSet(ctx, s.sentSpan+time.Hour)
 	if err != nil {
 		q.Close(context.Background())
 		return serveQueue{}, err
 	}
-	return serveQueue{queue: q, sent: sent, js: q.JetStream(), nc: q.Conn(), replicas: q.Replicas()}, nil
+	snaps, err := q.Snapshots(ctx)
+	if err != nil {
+		q.Close(context.Background())
+		return serveQueue{}, err
+	}
+	return serveQueue{queue: q, sent: sent, snapshots: snaps, js: q.JetStream(), nc: q.Conn(), replicas: q.Replicas()}, nil
 }
 
 // kafkaServe is the Kafka queue with the embedded JetStream that holds the
@@ -238,17 +247,13 @@ func (a *app) openKafkaQueue(ctx context.Context, f queueFlags, qc QueueConfig, 
 	if err != nil {
 		return serveQueue{}, err
 	}
-	// The alert streams and the sent set stay local: open them first, as
-	// the data dir's lock says no other vigil uses it. The store's own
-	// event stream stays empty; its queue metrics are not exported, the
-	// Kafka queue's of the same names are.
+	// The alert streams stay local: open them first, as the data dir's
+	// lock says no other vigil uses it. The store's own event stream stays
+	// empty; its queue metrics are not exported, the Kafka queue's of the
+	// same names are. The sent set and the window state are topics shared
+	// by the replicas.
 	store, err := a.openEmbedded(ctx, qc, s, metrics.NewSet())
 	if err != nil {
-		return serveQueue{}, err
-	}
-	fps, err := store.Fingerprints(ctx, s.span+time.Hour)
-	if err != nil {
-		store.Close(context.Background())
 		return serveQueue{}, err
 	}
 	q, err := kafkaq.Open(ctx, kafkaq.Options{Brokers: kc.Brokers, Topic: kc.Topic, Group: kc.Group,
@@ -260,7 +265,15 @@ func (a *app) openKafkaQueue(ctx context.Context, f queueFlags, qc QueueConfig, 
 		store.Close(context.Background())
 		return serveQueue{}, fmt.Errorf("open kafka queue: %w", err)
 	}
-	return serveQueue{queue: kafkaServe{Queue: q, alerts: store}, sent: fps, js: store.JetStream(), nc: store.Conn(), replicas: 1}, nil
+	sq := serveQueue{queue: kafkaServe{Queue: q, alerts: store}, js: store.JetStream(), nc: store.Conn(), replicas: 1}
+	if sq.sent, err = q.SentSet(ctx, s.sentSpan+time.Hour); err == nil {
+		sq.snapshots, err = q.Snapshots(ctx)
+	}
+	if err != nil {
+		sq.queue.Close(context.Background())
+		return serveQueue{}, err
+	}
+	return sq, nil
 }
 
 // clientTLS is the TLS client configuration of a queue section: nil when
@@ -295,7 +308,10 @@ func kafkaSASL(kc KafkaQueueConfig) (sasl.Mechanism, error) {
 }
 
 var (
-	_ pipeline.Rereader = (*natsq.Queue)(nil)
-	_ pipeline.Rereader = kafkaServe{}
-	_ pipeline.SentSet  = (*natsq.SentSet)(nil)
+	_ partition.Reader   = (*natsq.Queue)(nil)
+	_ partition.Reader   = kafkaServe{}
+	_ pipeline.SentSet   = (*natsq.SentSet)(nil)
+	_ pipeline.SentSet   = (*kafkaq.SentSet)(nil)
+	_ pipeline.Snapshots = (*natsq.Snapshots)(nil)
+	_ pipeline.Snapshots = (*kafkaq.Snapshots)(nil)
 )

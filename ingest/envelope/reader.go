@@ -235,6 +235,12 @@ func (r *Reader) Read(ctx context.Context) (ingest.Batch, error) {
 			}
 			return nil
 		}
+	} else {
+		// A raw log's batch comes with its own arena: this one is unused.
+		select {
+		case r.free <- r.dec.Out[:0]:
+		default:
+		}
 	}
 	r.dec.Out = nil
 	return b, err

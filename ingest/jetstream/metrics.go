@@ -14,6 +14,7 @@ type queueMetrics struct {
 	set                                    *metrics.Set
 	published, publishedMsgs, full, stalls *metrics.Counter
 	read, redelivered, dead, corrupt       *metrics.Counter
+	trimmed                                *metrics.Counter
 	dedupKeys                              *metrics.Gauge
 	clusters                               sync.Map // cluster name -> *clusterGauges
 	now                                    func() time.Time
@@ -58,6 +59,7 @@ func (m *queueMetrics) init(s *metrics.Set, now func() time.Time, pending func()
 	m.read = s.NewCounter("vigil_queue_read_records_total")
 	m.redelivered = s.NewCounter("vigil_queue_redelivered_messages_total")
 	m.dead = s.NewCounter("vigil_queue_deadletter_items_total")
+	m.trimmed = s.NewCounter("vigil_queue_trimmed_messages_total")
 	m.corrupt = s.NewCounter("vigil_queue_corrupt_messages_total")
 	s.NewGauge("vigil_queue_pending_bytes", func() float64 { return float64(pending()) })
 	m.dedupKeys = s.NewGauge("vigil_queue_dedup_keys", nil)

@@ -79,8 +79,11 @@ type Options struct {
 	// AckWait is how long a delivered message may stay unacknowledged
 	// before the server delivers it again (default 2m).
 	AckWait time.Duration
-	Logger  *slog.Logger
-	Metrics *metrics.Set
+	// TrimInterval is how often the stream is checked for processed
+	// history to purge when it nears MaxBytes (default 10s).
+	TrimInterval time.Duration
+	Logger       *slog.Logger
+	Metrics      *metrics.Set
 	// Now is the clock for de-duplication and lag (default time.Now).
 	Now func() time.Time
 }
@@ -115,6 +118,9 @@ func (o *Options) setDefaults() error {
 	}
 	if o.AckWait <= 0 {
 		o.AckWait = 2 * time.Minute
+	}
+	if o.TrimInterval <= 0 {
+		o.TrimInterval = 10 * time.Second
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
@@ -155,6 +161,8 @@ type Queue struct {
 	// its capacity and the pull limit bound the memory held by delivery.
 	msgs chan jetstream.Msg
 	done chan struct{}
+	// trimmed is closed when trimLoop has returned.
+	trimmed chan struct{}
 	// publishes lets Publish and DeadLetter calls in until Close, which
 	// waits for those inside before it shuts the server down.
 	publishes gate.Gate
@@ -199,6 +207,8 @@ func Open(ctx context.Context, opts Options) (*Queue, error) {
 		q.shutdown()
 		return nil, err
 	}
+	q.trimmed = make(chan struct{})
+	go q.trimLoop(q.opts.TrimInterval)
 	return q, nil
 }
 
@@ -251,6 +261,9 @@ func (q *Queue) shutdown() {
 	case <-q.done:
 	default:
 		close(q.done)
+	}
+	if q.trimmed != nil {
+		<-q.trimmed
 	}
 	if q.cc != nil {
 		q.cc.Stop()

@@ -139,7 +139,9 @@ func (q *Queue) readPartition(ctx context.Context, gen *kafka.Generation, a kafk
 		}
 		if len(d.recs) == 0 {
 			// All duplicates: nothing for detection, and done with.
-			q.commit(gen, d)
+			if _, err := q.commit(gen, d); err != nil {
+				q.log.Warn("commit duplicates", "partition", a.ID, "err", err)
+			}
 			continue
 		}
 		if !q.push(ctx, item{part: a.ID, d: d}) {
@@ -235,7 +237,8 @@ func (q *Queue) ReadPartition(ctx context.Context) (partition.Batch, error) {
 		if it.d == nil {
 			return partition.Batch{Partition: it.part, Change: it.change}, nil
 		}
-		return partition.Batch{Batch: ingest.Batch{Records: it.d.recs, Ack: q.ackFunc(it.d)}, Partition: it.part}, nil
+		return partition.Batch{Batch: ingest.Batch{Records: it.d.recs, Ack: q.ackFunc(it.d)}, Partition: it.part,
+			Pos: uint64(it.d.last) + 1}, nil
 	case <-ctx.Done():
 		return partition.Batch{}, ctx.Err()
 	case <-q.done:
@@ -243,7 +246,9 @@ func (q *Queue) ReadPartition(ctx context.Context) (partition.Batch, error) {
 	}
 }
 
-// ackFunc commits the batch's offsets, or has it read again.
+// ackFunc commits the batch's offsets, or has it read again. A batch
+// processed while its partition moves cannot be committed: its Ack says
+// so with partition.ErrUncommitted.
 func (q *Queue) ackFunc(d *delivery) ingest.AckFunc {
 	return func(ctx context.Context, err error) error {
 		if d.done.Swap(true) {
@@ -262,23 +267,30 @@ func (q *Queue) ackFunc(d *delivery) ingest.AckFunc {
 		q.genMu.Lock()
 		gen := q.gen
 		q.genMu.Unlock()
-		cerr := q.commit(gen, d)
+		done, cerr := q.commit(gen, d)
 		d.acked <- nil
+		if cerr == nil && !done {
+			cerr = fmt.Errorf("commit %s/%d at %d: %w", q.opts.Topic, d.part, d.last+1, partition.ErrUncommitted)
+		}
 		return cerr
 	}
 }
 
 // commit records the end of d as the partition's committed offset, through
-// gen, if this replica still holds the partition. When it no longer does,
-// the partition's next owner reads the batch again, which de-duplication
-// and the shared record of sent alerts absorb.
-func (q *Queue) commit(gen *kafka.Generation, d *delivery) error {
+// gen, if this replica still holds the partition, and reports whether the
+// offset is committed. When the partition has moved, its next owner reads
+// the batch again, which de-duplication and the shared record of sent
+// alerts absorb.
+func (q *Queue) commit(gen *kafka.Generation, d *delivery) (bool, error) {
 	q.genMu.Lock()
 	held := slices.Contains(q.owned, d.part)
 	stale := q.high[d.part] >= d.last+1
 	q.genMu.Unlock()
-	if gen == nil || !held || stale {
-		return nil
+	if stale {
+		return true, nil
+	}
+	if gen == nil || !held {
+		return false, nil
 	}
 	err := gen.CommitOffsets(map[string]map[int]int64{q.opts.Topic: {d.part: d.last + 1}})
 	switch {
@@ -286,13 +298,13 @@ func (q *Queue) commit(gen *kafka.Generation, d *delivery) error {
 		q.genMu.Lock()
 		q.high[d.part] = max(q.high[d.part], d.last+1)
 		q.genMu.Unlock()
-		return nil
+		return true, nil
 	case errors.Is(err, kafka.RebalanceInProgress), errors.Is(err, kafka.IllegalGeneration),
 		errors.Is(err, kafka.UnknownMemberId), errors.Is(err, kafka.NotCoordinatorForGroup):
 		q.log.Debug("batch not committed: the group is rebalancing", "partition", d.part, "err", err)
-		return nil
+		return false, nil
 	default:
-		return fmt.Errorf("commit %s/%d at %d: %w", q.opts.Topic, d.part, d.last+1, err)
+		return false, fmt.Errorf("commit %s/%d at %d: %w", q.opts.Topic, d.part, d.last+1, err)
 	}
 }
 

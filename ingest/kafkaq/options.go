@@ -17,13 +17,20 @@
 //     acknowledged it.
 //   - topic vigil-events-deadletter: items the webhook refused, with the
 //     reason in the vigil-reason header.
+//   - topic vigil-events-windows (compacted, one partition per event
+//     partition): the window state each partition's owner saved last
+//     (Snapshots).
+//   - topic vigil-events-sent (compacted and expiring): fingerprints of
+//     the alerts sent, shared by the replicas (SentSet).
 package kafkaq
 
 import (
+	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
@@ -67,6 +74,9 @@ type Options struct {
 	// TLS and SASL secure the connections when set.
 	TLS  *tls.Config
 	SASL sasl.Mechanism
+	// Dial, when set, opens the connections to the brokers (through a
+	// proxy, say); default a net.Dialer.
+	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
 	// PartitionKey is the dotted path of the event field that is the
 	// message key (default user.username).
 	PartitionKey string

@@ -48,6 +48,9 @@ type Queue struct {
 	// first is closed once the first generation is known.
 	first     chan struct{}
 	firstOnce sync.Once
+	// closers close what Snapshots and SentSet opened, at Close.
+	closeMu sync.Mutex
+	closers []func() error
 
 	dedupMu sync.Mutex // Ack may run on another goroutine than Read
 	dedup   *ingest.Dedup[ingest.Digest]
@@ -89,9 +92,10 @@ func Open(ctx context.Context, opts Options) (*Queue, error) {
 
 func (q *Queue) setup(ctx context.Context) error {
 	o := q.opts
-	q.tr = &kafka.Transport{TLS: o.TLS, SASL: o.SASL, ClientID: "vigil", DialTimeout: 10 * time.Second}
+	q.tr = &kafka.Transport{TLS: o.TLS, SASL: o.SASL, ClientID: "vigil", DialTimeout: 10 * time.Second, Dial: o.Dial}
 	q.client = &kafka.Client{Addr: kafka.TCP(o.Brokers...), Transport: q.tr, Timeout: 10 * time.Second}
-	q.dialer = &kafka.Dialer{Timeout: 10 * time.Second, DualStack: true, TLS: o.TLS, SASLMechanism: o.SASL, ClientID: "vigil"}
+	q.dialer = &kafka.Dialer{Timeout: 10 * time.Second, DualStack: true, TLS: o.TLS, SASLMechanism: o.SASL, ClientID: "vigil",
+		DialFunc: o.Dial}
 	if err := q.ensureTopics(ctx); err != nil {
 		return err
 	}
@@ -161,9 +165,17 @@ func (q *Queue) ensureTopics(ctx context.Context) error {
 		}
 		if len(t.Partitions) != o.Partitions {
 			q.log.Info("topic has its own partition count", "topic", o.Topic, "partitions", len(t.Partitions))
+			q.opts.Partitions = len(t.Partitions)
 		}
 	}
 	return nil
+}
+
+// onClose has Close call c.
+func (q *Queue) onClose(c func() error) {
+	q.closeMu.Lock()
+	defer q.closeMu.Unlock()
+	q.closers = append(q.closers, c)
 }
 
 // MaxRecordSize is the largest event a Publish accepts.
@@ -304,6 +316,14 @@ func (q *Queue) shutdown() error {
 		}
 	}
 	q.bg.Wait()
+	q.closeMu.Lock()
+	for _, c := range q.closers {
+		if err := c(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	q.closers = nil
+	q.closeMu.Unlock()
 	for _, w := range []*kafka.Writer{q.w, q.dlw} {
 		if w != nil {
 			if err := w.Close(); err != nil {

@@ -1,6 +1,7 @@
 package kafkaq
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"strings"
@@ -182,5 +183,86 @@ func TestQueue_Replay(t *testing.T) {
 		if got[i] != string(in[i].Data) {
 			t.Fatalf("record %d replayed is %.50s, want %.50s", i, got[i], in[i].Data)
 		}
+	}
+}
+
+// TestSnapshots saves window state larger than a message, in chunks, and
+// reads back the last save of each partition, from another replica too.
+func TestSnapshots(t *testing.T) {
+	brokers := runKafka(t)
+	q := open(t, brokers, func(o *Options) { o.BatchBytes = 64 << 10 })
+	defer q.Close(context.Background())
+	s, err := q.Snapshots(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := s.Load(t.Context(), 1); err != nil || got != nil {
+		t.Fatalf("Load before any save = %d bytes, %v", len(got), err)
+	}
+	big := make([]byte, 300<<10)
+	for i := range big {
+		big[i] = byte(i * 7)
+	}
+	for _, save := range []struct {
+		p    int
+		data []byte
+	}{{1, big}, {2, []byte("two")}, {1, big[:100<<10]}} {
+		if err := s.Save(t.Context(), save.p, save.data); err != nil {
+			t.Fatal(err)
+		}
+	}
+	other := open(t, brokers, func(o *Options) { o.Topic, o.Group, o.BatchBytes = q.opts.Topic, q.opts.Group, 64<<10 })
+	defer other.Close(context.Background())
+	s2, err := other.Snapshots(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for p, want := range map[int][]byte{1: big[:100<<10], 2: []byte("two"), 3: nil} {
+		got, err := s2.Load(t.Context(), p)
+		if err != nil || !bytes.Equal(got, want) {
+			t.Errorf("partition %d: loaded %d bytes (%v), want the last save, %d bytes", p, len(got), err, len(want))
+		}
+	}
+}
+
+// TestSentSet checks the shared set of sent alerts across two replicas.
+func TestSentSet(t *testing.T) {
+	brokers := runKafka(t)
+	a := open(t, brokers, nil)
+	defer a.Close(context.Background())
+	b := open(t, brokers, func(o *Options) { o.Topic, o.Group = a.opts.Topic, a.opts.Group })
+	defer b.Close(context.Background())
+	sa, err := a.SentSet(t.Context(), time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sb, err := b.SentSet(t.Context(), time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if has, err := sb.Has(t.Context(), "fp1"); err != nil || has {
+		t.Fatalf("Has before Add = %v, %v", has, err)
+	}
+	if err := sa.Add(t.Context(), "fp1", []byte("rule")); err != nil {
+		t.Fatal(err)
+	}
+	if has, _ := sa.Has(t.Context(), "fp1"); !has {
+		t.Error("the replica that added fp1 does not have it")
+	}
+	if err := sb.Sync(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if has, err := sb.Has(t.Context(), "fp1"); err != nil || !has {
+		t.Fatalf("Has on the other replica after Sync = %v, %v", has, err)
+	}
+	// A replica that starts later reads what was recorded.
+	c := open(t, brokers, func(o *Options) { o.Topic, o.Group = a.opts.Topic, a.opts.Group })
+	defer c.Close(context.Background())
+	sc, err := c.SentSet(t.Context(), time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if has, _ := sc.Has(t.Context(), "fp1"); !has {
+		t.Error("a replica started later does not have fp1")
 	}
 }

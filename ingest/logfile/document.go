@@ -87,6 +87,10 @@ func wrapSyntax(err error) error {
 // the start (the apiserver writes kind first).
 func isEventList(line []byte) bool {
 	head := line[:min(len(line), 128)]
+	// One search decides for the lines that are events.
+	if !bytes.Contains(head, []byte(`"EventList"`)) {
+		return false
+	}
 	return bytes.Contains(head, []byte(`"kind":"EventList"`)) || bytes.Contains(head, []byte(`"kind": "EventList"`))
 }
 
@@ -94,26 +98,11 @@ func isEventList(line []byte) bool {
 // the decoder reads its metadata.
 func (r *Reader) add(recs []ingest.Record, rec ingest.Record) []ingest.Record {
 	if r.opts.OnSalvage != nil {
-		if why := notWhole(rec.Data); why != nil {
+		if why := ingest.NotWhole(rec.Data); why != nil {
 			if _, err := r.dec.Decode(rec.Data); err == nil {
 				r.opts.OnSalvage(rec.Origin, why)
 			}
 		}
 	}
 	return append(recs, rec)
-}
-
-// notWhole says why data is not JSON that the decoder reads whole, or nil.
-func notWhole(data []byte) error {
-	end, depth, err := jsonscan.Value(data, 0)
-	if err == nil {
-		err = jsonscan.End(data, end)
-	}
-	if err != nil {
-		return fmt.Errorf("malformed JSON: %w; read up to the break", err)
-	}
-	if depth > jsonscan.MaxDepth {
-		return fmt.Errorf("JSON nested %d levels deep, over the %d the decoder reads; read without the parts too deep", depth, jsonscan.MaxDepth)
-	}
-	return nil
 }

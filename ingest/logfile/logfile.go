@@ -67,6 +67,7 @@ type Reader struct {
 	dec ingest.Decoder
 	// Lines and Bytes count what was read.
 	Lines, Bytes int64
+	last         lastOrigin
 }
 
 var _ ingest.Source = (*Reader)(nil)
@@ -242,13 +243,37 @@ func (r *Reader) own(line []byte) []byte {
 	return r.arena[start:len(r.arena):len(r.arena)]
 }
 
-// origin returns "label:line", kept in the arena.
+// origin returns "label:line", kept in the arena. Lines mostly come one
+// after another: the number is counted up in place, not formatted anew.
 func (r *Reader) origin(label string, line int) string {
-	var buf [64]byte
-	b := append(append(buf[:0], label...), ':')
-	b = strconv.AppendInt(b, int64(line), 10)
-	o := r.own(b)
-	return unsafe.String(unsafe.SliceData(o), len(o))
+	o := &r.last
+	if o.label != label || line != o.line+1 || !o.next() {
+		o.text = strconv.AppendInt(append(append(o.text[:0], label...), ':'), int64(line), 10)
+		o.label = label
+	}
+	o.line = line
+	b := r.own(o.text)
+	return unsafe.String(unsafe.SliceData(b), len(b))
+}
+
+// lastOrigin is the last origin made, "label:line".
+type lastOrigin struct {
+	label string
+	line  int
+	text  []byte
+}
+
+// next counts the line number of text up by one; false when it would
+// need another digit.
+func (o *lastOrigin) next() bool {
+	for i := len(o.text) - 1; i > len(o.label); i-- {
+		if o.text[i] < '9' {
+			o.text[i]++
+			return true
+		}
+		o.text[i] = '0'
+	}
+	return false
 }
 
 func (r *Reader) curLabel(err error) string {

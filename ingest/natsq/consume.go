@@ -18,11 +18,13 @@ import (
 )
 
 // item is what a partition hands Read: a delivered message, or an
-// ownership change (msg nil).
+// ownership change (msg nil) with, for a loss, the Ack that hands the
+// partition over.
 type item struct {
 	part   int
 	change partition.Change
 	msg    jetstream.Msg
+	ack    ingest.AckFunc
 }
 
 // part is one partition as this replica sees it.
@@ -104,7 +106,7 @@ func (q *Queue) claim(p *part) error {
 			if errors.Is(err, jetstream.ErrPinIDMismatch) {
 				// Another replica holds the pin now: this one was too slow
 				// to pull, or the partition was handed over.
-				q.lose(p)
+				q.lose(p, nil)
 				return
 			}
 			q.log.Warn("queue delivery", "partition", p.n, "err", err)
@@ -116,20 +118,22 @@ func (q *Queue) claim(p *part) error {
 	return nil
 }
 
-// lose announces that the pin of p is gone, if it was held.
-func (q *Queue) lose(p *part) {
+// lose announces that the pin of p is gone, if it was held, with ack as
+// the announcement's Ack. It reports whether the pin was held.
+func (q *Queue) lose(p *part, ack ingest.AckFunc) bool {
 	p.mu.Lock()
 	was := p.pinned
 	p.pinned = false
 	p.mu.Unlock()
 	if !was {
-		return
+		return false
 	}
 	q.m.Lost.Inc()
 	q.m.Owned.Add(-1)
 	p.g.Pending.Store(0)
 	q.log.Info("partition lost", "partition", p.n, "member", q.opts.Member)
-	q.push(item{part: p.n, change: partition.Lost})
+	q.push(item{part: p.n, change: partition.Lost, ack: ack})
+	return true
 }
 
 // stop ends pulling from p: messages already buffered go back to the
@@ -155,18 +159,23 @@ func (p *part) stop(abort <-chan struct{}) {
 	p.mu.Unlock()
 }
 
-// release gives partition p up for another replica: stop pulling,
-// announce the loss after the last records handed out, and unpin it so
-// that the replica it now belongs to is pinned at once.
-func (q *Queue) release(ctx context.Context, p *part) {
+// release gives partition p up for another replica: stop pulling and
+// announce the loss after the last records handed out. The announcement's
+// Ack unpins the partition, so that the replica it now belongs to is
+// pinned at once, and only then: the records handed out before are
+// acknowledged by then, and the next owner's replay covers them. Without
+// the Ack the pin expires after PinnedTTL.
+func (q *Queue) release(p *part) {
 	p.stop(q.done)
-	pinned := p.wasPinned()
-	q.lose(p)
-	if pinned {
-		if err := q.events.UnpinConsumer(ctx, consumerPrefix+strconv.Itoa(p.n), priorityGroup); err != nil {
-			q.log.Debug("unpin partition", "partition", p.n, "err", err)
+	q.lose(p, func(ctx context.Context, _ error) error {
+		if p.reading() {
+			return nil // claimed again meanwhile
 		}
-	}
+		if err := q.events.UnpinConsumer(ctx, consumerPrefix+strconv.Itoa(p.n), priorityGroup); err != nil {
+			return fmt.Errorf("hand over partition %d: %w", p.n, err)
+		}
+		return nil
+	})
 }
 
 // Owned lists the partitions this replica holds the pin of.
@@ -208,7 +217,7 @@ func (q *Queue) ReadPartition(ctx context.Context) (partition.Batch, error) {
 		p, _ := q.backlog.turn()
 		it, _ := q.backlog.pop(p, false)
 		if it.msg == nil {
-			return partition.Batch{Partition: p, Change: it.change}, nil
+			return partition.Batch{Batch: ingest.Batch{Ack: it.ack}, Partition: p, Change: it.change}, nil
 		}
 		d := &delivery{part: p}
 		q.take(d, it.msg)
@@ -220,7 +229,7 @@ func (q *Queue) ReadPartition(ctx context.Context) (partition.Batch, error) {
 			q.take(d, nx.msg)
 		}
 		q.backlog.rotate(p)
-		b := partition.Batch{Batch: ingest.Batch{Records: d.recs, Ack: q.ackFunc(d)}, Partition: p}
+		b := partition.Batch{Batch: ingest.Batch{Records: d.recs, Ack: q.ackFunc(d)}, Partition: p, Pos: d.pos}
 		if len(d.recs) == 0 {
 			if err := b.Ack(ctx, nil); err != nil {
 				return partition.Batch{}, err
@@ -261,6 +270,7 @@ func (q *Queue) fill(ctx context.Context) error {
 // delivery is what Read took for one batch.
 type delivery struct {
 	part int
+	pos  uint64 // the highest stream sequence taken
 	msgs []jetstream.Msg
 	recs []ingest.Record
 	keys []ingest.Digest // of recs, to forget if the batch fails
@@ -282,6 +292,7 @@ func (q *Queue) take(d *delivery, m jetstream.Msg) {
 			q.m.Redelivered.Inc()
 		}
 		origin = "queue:" + strconv.FormatUint(md.Sequence.Stream, 10)
+		d.pos = max(d.pos, md.Sequence.Stream)
 	}
 	// Only a bug or corruption makes Body or Decode fail; what is intact
 	// is still processed and the problem is logged where it happened.

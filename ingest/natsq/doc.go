@@ -20,6 +20,8 @@
 //     webhook refused, as in the embedded queue.
 //   - key-value bucket vigil_alerts: fingerprints of alerts sent, shared by
 //     the replicas (SentSet).
+//   - object store vigil_windows: the window state each partition's owner
+//     saved last (Snapshots).
 //   - NATS service vigil-VIGIL_EVENTS: each replica registers itself (no
 //     endpoint, metadata member=NAME), so that every replica sees the live
 //     ones with a $SRV.PING.

@@ -96,7 +96,8 @@ type Options struct {
 	// than dropping unprocessed ones.
 	MaxBytes int64
 	// Retention is how long events stay in the stream (default 1h); it
-	// must cover the span a replay re-reads.
+	// must cover the span a replay re-reads. Near MaxBytes, the oldest
+	// events every partition processed are purged sooner (trim.go).
 	Retention time.Duration
 	// MaxBatch is the most records one Read returns (default 4000).
 	MaxBatch int

@@ -167,7 +167,7 @@ func (o *owner) round(ctx context.Context, pull bool) error {
 				continue
 			}
 		case !want && had:
-			o.q.release(ctx, p)
+			o.q.release(p)
 		}
 		o.mu.Lock()
 		o.assigned[n] = want

@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/VictoriaMetrics/metrics"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -59,6 +60,7 @@ type Queue struct {
 
 	pending pending.Estimate
 	m       *qmetrics.Metrics
+	trimmed *metrics.Counter
 }
 
 var (
@@ -84,6 +86,7 @@ func Open(ctx context.Context, opts Options) (*Queue, error) {
 		dedup:   ingest.NewDedup[ingest.Digest](opts.DedupMaxKeys, opts.DedupWindow),
 		digests: ingest.NewDigester()}
 	q.m = qmetrics.New(opts.Metrics, opts.Now, q.Pending)
+	q.trimmed = opts.Metrics.NewCounter("vigil_queue_trimmed_messages_total")
 	q.pending = pending.Estimate{Sample: q.samplePending, Log: q.log}
 	if err := q.setup(ctx); err != nil {
 		q.shutdown()
@@ -140,6 +143,7 @@ func (q *Queue) setup(ctx context.Context) error {
 		return err
 	}
 	q.bg.Go(func() { q.pending.Run(q.done) })
+	q.bg.Go(q.trimLoop)
 	return nil
 }
 

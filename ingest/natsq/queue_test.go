@@ -1,37 +1,23 @@
 package natsq
 
 import (
+	"bytes"
 	"context"
+	"errors"
 	"fmt"
+	"math/rand/v2"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/vigil-k8s/vigil/ingest"
+	"github.com/vigil-k8s/vigil/ingest/internal/natstest"
 	"github.com/vigil-k8s/vigil/ingest/partition"
 	"github.com/vigil-k8s/vigil/ingest/queuetest"
 )
-
-// runServer starts a NATS server with JetStream on a loopback port; it
-// stops at the end of the test.
-func runServer(t *testing.T) *server.Server {
-	t.Helper()
-	ns, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, JetStream: true,
-		StoreDir: t.TempDir(), NoLog: true, NoSigs: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ns.Start()
-	if !ns.ReadyForConnections(10 * time.Second) {
-		t.Fatal("nats server not ready")
-	}
-	t.Cleanup(func() { ns.Shutdown(); ns.WaitForShutdown() })
-	return ns
-}
 
 func open(t *testing.T, url string, mod func(*Options)) *Queue {
 	t.Helper()
@@ -63,7 +49,7 @@ func clean(t *testing.T, url string) {
 // TestQueue_Contract runs the queue contract against the queue on one
 // server; every subtest starts from empty streams.
 func TestQueue_Contract(t *testing.T) {
-	url := runServer(t).ClientURL()
+	url := natstest.Server(t).ClientURL()
 	queuetest.Run(t, func(t *testing.T, l queuetest.Limits) queuetest.Harness {
 		clean(t, url)
 		limit := func(o *Options) { o.MaxPendingBytes = int64(l.MaxPending) * queuetest.EntrySize }
@@ -114,7 +100,7 @@ func readAll(t *testing.T, q *Queue, n int) (map[int][]string, []partition.Batch
 // the partitions, and that each partition is announced as gained before
 // its first records.
 func TestQueue_PartitionByKey(t *testing.T) {
-	url := runServer(t).ClientURL()
+	url := natstest.Server(t).ClientURL()
 	q := open(t, url, func(o *Options) { o.Partitions = 8 })
 	defer q.Close(context.Background())
 	var in []ingest.Entry
@@ -172,7 +158,7 @@ func TestQueue_PartitionByKey(t *testing.T) {
 // TestQueue_RefusesOtherPartitionCount checks that a stream created with
 // one partition count is not silently re-partitioned.
 func TestQueue_RefusesOtherPartitionCount(t *testing.T) {
-	url := runServer(t).ClientURL()
+	url := natstest.Server(t).ClientURL()
 	q := open(t, url, nil)
 	q.Close(t.Context())
 	_, err := Open(t.Context(), Options{URL: url, Replicas: 1, Partitions: 6, Member: "m0"})
@@ -184,7 +170,7 @@ func TestQueue_RefusesOtherPartitionCount(t *testing.T) {
 // TestQueue_ReplayPartition checks that a partition's acknowledged events
 // are re-read, and only those of that partition.
 func TestQueue_ReplayPartition(t *testing.T) {
-	url := runServer(t).ClientURL()
+	url := natstest.Server(t).ClientURL()
 	q := open(t, url, nil)
 	var in []ingest.Entry
 	for i := range 10 {
@@ -201,7 +187,7 @@ func TestQueue_ReplayPartition(t *testing.T) {
 	defer q.Close(context.Background())
 	for p, want := range got {
 		var replayed []string
-		info, err := q.ReplayPartition(t.Context(), p, time.Hour, func(b ingest.Batch, _ ingest.ReplayInfo) error {
+		info, err := q.ReplayPartition(t.Context(), p, partition.From{Span: time.Hour}, func(b ingest.Batch, _ ingest.ReplayInfo) error {
 			for _, r := range b.Records {
 				replayed = append(replayed, string(r.Data))
 			}
@@ -214,20 +200,49 @@ func TestQueue_ReplayPartition(t *testing.T) {
 			t.Errorf("partition %d: replayed %d records, want the %d read (info %+v)", p, len(replayed), len(want), info)
 		}
 	}
-	// Replay covers the partitions of this replica: all of them here.
+	// Replay covers the partitions of this replica, all of them here; it
+	// re-reads them whole, whatever was read before.
 	var all int
 	if _, err := q.Replay(t.Context(), time.Hour, func(b ingest.Batch, _ ingest.ReplayInfo) error { all += len(b.Records); return nil }); err != nil {
 		t.Fatal(err)
 	}
-	if all != 0 {
-		// The partition replays above remembered every key.
-		t.Errorf("replay after the partition replays handed %d records again, want the duplicates dropped", all)
+	if all != len(in) {
+		t.Errorf("replay after the partition replays handed %d records, want all %d", all, len(in))
+	}
+	// From a position: what follows it, and nothing past the floor.
+	for p, want := range got {
+		var pos []uint64
+		if _, err := q.ReplayPartition(t.Context(), p, partition.From{Span: time.Hour}, func(b ingest.Batch, ri ingest.ReplayInfo) error {
+			pos = append(pos, ri.Floor)
+			return nil
+		}); err != nil || len(pos) == 0 {
+			t.Fatalf("partition %d: %v", p, err)
+		}
+		floor := pos[0]
+		var after []string
+		if _, err := q.ReplayPartition(t.Context(), p, partition.From{After: floor - 1}, func(b ingest.Batch, _ ingest.ReplayInfo) error {
+			for _, r := range b.Records {
+				after = append(after, string(r.Data))
+			}
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		if len(after) == 0 || len(after) >= len(want) || after[len(after)-1] != want[len(want)-1] {
+			t.Errorf("partition %d after %d: replayed %d records ending %q, want the last message's", p, floor-1, len(after), after)
+		}
+		if _, err := q.ReplayPartition(t.Context(), p, partition.From{After: floor + 1}, func(ingest.Batch, ingest.ReplayInfo) error {
+			t.Error("replay past the floor handed records")
+			return nil
+		}); !errors.Is(err, partition.ErrAhead) {
+			t.Errorf("partition %d after %d, past the floor %d: %v, want ErrAhead", p, floor+1, floor, err)
+		}
 	}
 }
 
 // TestSentSet checks the shared set of sent alerts.
 func TestSentSet(t *testing.T) {
-	url := runServer(t).ClientURL()
+	url := natstest.Server(t).ClientURL()
 	q := open(t, url, nil)
 	defer q.Close(context.Background())
 	s, err := q.SentSet(t.Context(), time.Hour)
@@ -272,5 +287,103 @@ func TestOwner(t *testing.T) {
 	}
 	if Owner(3, nil) != "" {
 		t.Error("a partition has an owner among no members")
+	}
+}
+
+// TestQueue_TrimsProcessedHistory fills the stream near its MaxBytes:
+// processed history is purged to make room, what is not processed yet
+// never is.
+func TestQueue_TrimsProcessedHistory(t *testing.T) {
+	url := natstest.Server(t).ClientURL()
+	q := open(t, url, func(o *Options) { o.MaxBytes, o.MaxPayload = 512<<10, 64<<10 })
+	defer q.Close(context.Background())
+	rng := rand.New(rand.NewPCG(1, 2))
+	publish := func(from, n int) {
+		var in []ingest.Entry
+		for i := from; i < from+n; i++ {
+			e := event(fmt.Sprint("user-", i%8), i)
+			// Incompressible, so that the stream fills as counted.
+			noise := make([]byte, 400)
+			for j := range noise {
+				noise[j] = "0123456789abcdef"[rng.IntN(16)]
+			}
+			e.Data = fmt.Appendf(e.Data[:len(e.Data)-1], `,"noise":%q}`, noise)
+			in = append(in, e)
+		}
+		for lo := 0; lo < len(in); lo += 50 {
+			if err := q.Publish(t.Context(), in[lo:min(lo+50, len(in))]); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	stream := func() jetstream.StreamState {
+		si, err := q.events.Info(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return si.State
+	}
+	publish(0, 1000)
+	if n, err := q.trim(t.Context()); err != nil || n != 0 {
+		t.Fatalf("trim of unprocessed events purged %d: %v", n, err)
+	}
+	readAll(t, q, 1000)
+	before := stream()
+	n, err := q.trim(t.Context())
+	if err != nil || n == 0 {
+		t.Fatalf("trim of a stream at %d of %d bytes, all processed: %d purged, %v", before.Bytes, 512<<10, n, err)
+	}
+	if after := stream(); float64(after.Bytes) > trimLow*float64(512<<10)*1.05 {
+		t.Errorf("stream at %d bytes after the trim, want about %.0f", after.Bytes, trimLow*float64(512<<10))
+	}
+	// Unprocessed events are kept whatever the fill.
+	publish(1000, 300)
+	q.trim(t.Context())
+	got, _ := readAll(t, q, 300)
+	total := 0
+	for _, recs := range got {
+		total += len(recs)
+	}
+	if total != 300 {
+		t.Errorf("read %d events after a trim, want the 300 unprocessed", total)
+	}
+}
+
+// TestSnapshots saves window state larger than a message and reads back
+// the last save of each partition, from another replica too.
+func TestSnapshots(t *testing.T) {
+	url := natstest.Server(t).ClientURL()
+	q := open(t, url, nil)
+	defer q.Close(context.Background())
+	s, err := q.Snapshots(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := s.Load(t.Context(), 1); err != nil || got != nil {
+		t.Fatalf("Load before any save = %d bytes, %v", len(got), err)
+	}
+	big := make([]byte, 3<<20) // over the server's 1 MiB max_payload
+	for i := range big {
+		big[i] = byte(i * 7)
+	}
+	for _, save := range []struct {
+		p    int
+		data []byte
+	}{{1, big}, {2, []byte("two")}, {1, big[:100<<10]}} {
+		if err := s.Save(t.Context(), save.p, save.data); err != nil {
+			t.Fatal(err)
+		}
+	}
+	other := open(t, url, func(o *Options) { o.Member = "m1" })
+	defer other.Close(context.Background())
+	s2, err := other.Snapshots(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for p, want := range map[int][]byte{1: big[:100<<10], 2: []byte("two"), 3: nil} {
+		got, err := s2.Load(t.Context(), p)
+		if err != nil || !bytes.Equal(got, want) {
+			t.Errorf("partition %d: loaded %d bytes (%v), want the last save, %d bytes", p, len(got), err, len(want))
+		}
 	}
 }

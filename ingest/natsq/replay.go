@@ -12,6 +12,7 @@ import (
 
 	"github.com/vigil-k8s/vigil/ingest"
 	"github.com/vigil-k8s/vigil/ingest/internal/frames"
+	"github.com/vigil-k8s/vigil/ingest/partition"
 )
 
 // Replay implements the pipeline's Rereader for the partitions this
@@ -21,55 +22,60 @@ import (
 // published in), and hands them to fn as batches without an Ack. Records
 // are valid only during fn.
 func (q *Queue) Replay(ctx context.Context, span time.Duration, fn func(ingest.Batch, ingest.ReplayInfo) error) (ingest.ReplayInfo, error) {
-	return q.replay(ctx, q.own.assignedList(), span, fn)
+	return q.replay(ctx, q.own.assignedList(), partition.From{Span: span}, fn)
 }
 
 // ReplayPartition is Replay for partition p alone, for a replica that has
-// just gained it.
-func (q *Queue) ReplayPartition(ctx context.Context, p int, span time.Duration, fn func(ingest.Batch, ingest.ReplayInfo) error) (ingest.ReplayInfo, error) {
+// just gained it, from a position or a span before the ack floor.
+func (q *Queue) ReplayPartition(ctx context.Context, p int, from partition.From, fn func(ingest.Batch, ingest.ReplayInfo) error) (ingest.ReplayInfo, error) {
 	if p < 0 || p >= len(q.parts) {
 		return ingest.ReplayInfo{}, fmt.Errorf("replay: no partition %d of %d", p, len(q.parts))
 	}
-	return q.replay(ctx, []int{p}, span, fn)
+	return q.replay(ctx, []int{p}, from, fn)
 }
 
-// window is what one partition re-reads: messages up to its ack floor,
-// written at or after start.
+// window is what one partition re-reads: messages after after, up to its
+// ack floor, written at or after start.
 type window struct {
-	floor uint64
-	start time.Time
+	after, floor uint64
+	start        time.Time
 }
 
-func (q *Queue) replay(ctx context.Context, parts []int, span time.Duration, fn func(ingest.Batch, ingest.ReplayInfo) error) (ingest.ReplayInfo, error) {
+func (q *Queue) replay(ctx context.Context, parts []int, from partition.From, fn func(ingest.Batch, ingest.ReplayInfo) error) (ingest.ReplayInfo, error) {
 	var info ingest.ReplayInfo
-	if span <= 0 || len(parts) == 0 {
+	if (from.Span <= 0 && from.After == 0) || len(parts) == 0 {
 		return info, nil
 	}
 	wins := map[int]window{}
 	var subjects []string
-	var from time.Time
+	var since time.Time
 	for _, n := range parts {
 		ci, err := q.parts[n].cons.Info(ctx)
 		if err != nil {
 			return info, fmt.Errorf("read consumer %s%d: %w", consumerPrefix, n, err)
 		}
-		w := window{floor: ci.AckFloor.Stream}
-		if w.floor == 0 {
-			continue
+		w := window{after: from.After, floor: ci.AckFloor.Stream}
+		if w.after > w.floor {
+			return info, fmt.Errorf("replay partition %d after %d: floor %d: %w", n, w.after, w.floor, partition.ErrAhead)
 		}
-		raw, err := q.events.GetMsg(ctx, w.floor)
-		switch {
-		case err == nil:
-			w.start = raw.Time.Add(-span)
-			info.End = later(info.End, raw.Time)
-		case errors.Is(err, jetstream.ErrMsgNotFound):
-			// The floor message aged out: all that is left up to the floor
-			// is re-read.
-		default:
-			return info, fmt.Errorf("read message %d of %s: %w", w.floor, EventStream, err)
+		if w.floor == w.after {
+			continue // nothing acknowledged, or nothing after the position
 		}
-		if len(subjects) == 0 || w.start.Before(from) {
-			from = w.start
+		if w.after == 0 {
+			raw, err := q.events.GetMsg(ctx, w.floor)
+			switch {
+			case err == nil:
+				w.start = raw.Time.Add(-from.Span)
+				info.End = later(info.End, raw.Time)
+			case errors.Is(err, jetstream.ErrMsgNotFound):
+				// The floor message aged out: all that is left up to the
+				// floor is re-read.
+			default:
+				return info, fmt.Errorf("read message %d of %s: %w", w.floor, EventStream, err)
+			}
+		}
+		if len(subjects) == 0 || w.start.Before(since) {
+			since = w.start
 		}
 		wins[n] = w
 		info.Floor = max(info.Floor, w.floor)
@@ -79,14 +85,19 @@ func (q *Queue) replay(ctx context.Context, parts []int, span time.Duration, fn 
 		return info, nil
 	}
 	cfg := jetstream.OrderedConsumerConfig{FilterSubjects: subjects, DeliverPolicy: jetstream.DeliverAllPolicy}
-	if !from.IsZero() {
-		cfg.DeliverPolicy, cfg.OptStartTime = jetstream.DeliverByStartTimePolicy, &from
+	switch {
+	case from.After > 0:
+		start := from.After + 1
+		cfg.DeliverPolicy, cfg.OptStartSeq = jetstream.DeliverByStartSequencePolicy, start
+	case !since.IsZero():
+		cfg.DeliverPolicy, cfg.OptStartTime = jetstream.DeliverByStartTimePolicy, &since
 	}
 	oc, err := q.events.OrderedConsumer(ctx, cfg)
 	if err != nil {
 		return info, fmt.Errorf("create replay consumer: %w", err)
 	}
 	var fs []frames.Frame
+	seen := ingest.NewDedup[ingest.Digest](q.opts.DedupMaxKeys, 0)
 	for {
 		mb, err := oc.Fetch(256, jetstream.FetchMaxWait(2*time.Second))
 		if err != nil {
@@ -104,14 +115,14 @@ func (q *Queue) replay(ctx context.Context, parts []int, span time.Duration, fn 
 				return info, nil
 			}
 			w, ok := wins[subjectPartition(m.Subject())]
-			if !ok || seq > w.floor || md.Timestamp.Before(w.start) {
+			if !ok || seq <= w.after || seq > w.floor || md.Timestamp.Before(w.start) {
 				continue
 			}
 			if info.Messages == 0 {
 				info.Start, info.FromStart = md.Timestamp, seq == 1
 			}
 			info.Messages++
-			if fs, err = q.replayMessage(m, fs, &info, fn); err != nil {
+			if fs, err = q.replayMessage(m, fs, seen, &info, fn); err != nil {
 				return info, err
 			}
 			if seq == info.Floor {
@@ -128,9 +139,11 @@ func (q *Queue) replay(ctx context.Context, parts []int, span time.Duration, fn 
 	}
 }
 
-// replayMessage hands the records of m that are not duplicates to fn, and
-// remembers their keys so that a redelivery after the floor is dropped.
-func (q *Queue) replayMessage(m jetstream.Msg, fs []frames.Frame, info *ingest.ReplayInfo, fn func(ingest.Batch, ingest.ReplayInfo) error) ([]frames.Frame, error) {
+// replayMessage hands the records of m that are not duplicates within
+// this replay to fn. It does not consult what this replica read before (a
+// replica that had the partition once re-reads it whole), but remembers
+// the keys, so that a redelivery after the floor is dropped.
+func (q *Queue) replayMessage(m jetstream.Msg, fs []frames.Frame, seen *ingest.Dedup[ingest.Digest], info *ingest.ReplayInfo, fn func(ingest.Batch, ingest.ReplayInfo) error) ([]frames.Frame, error) {
 	h := m.Headers()
 	cluster := h.Get(HeaderCluster)
 	data, buf, err := q.bufs.Body(m.Data(), h.Get(HeaderEncoding), q.maxPayload)
@@ -149,7 +162,9 @@ func (q *Queue) replayMessage(m jetstream.Msg, fs []frames.Frame, info *ingest.R
 	q.dedupMu.Lock()
 	q.dedup.Advance(q.opts.Now())
 	for _, f := range fs {
-		if !q.dedup.Seen(q.digests.Digest(f.Key)) {
+		k := q.digests.Digest(f.Key)
+		q.dedup.Seen(k)
+		if !seen.Seen(k) {
 			recs = append(recs, ingest.Record{Data: f.Data, Cluster: cluster})
 		}
 	}

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vigil-k8s/vigil/ingest/internal/natstest"
 	"github.com/vigil-k8s/vigil/ingest/queuetest"
 )
 
@@ -21,12 +22,12 @@ func TestThroughput(t *testing.T) {
 	}
 	rate, _ := strconv.Atoi(os.Getenv("VIGIL_QUEUE_BENCH_RATE"))
 	t.Run("R1", func(t *testing.T) {
-		q := open(t, runServer(t).ClientURL(), func(o *Options) { o.Partitions = 24 })
+		q := open(t, natstest.Server(t).ClientURL(), func(o *Options) { o.Partitions = 24 })
 		defer q.Close(context.Background())
 		t.Logf("one server, R1: %v", queuetest.Throughput(t, q, 4, rate, 3*time.Second, 10*time.Second))
 	})
 	t.Run("R3", func(t *testing.T) {
-		nodes := runCluster(t, 3)
+		nodes := natstest.Cluster(t, 3)
 		q := open(t, nodes[0].ClientURL(), func(o *Options) { o.Partitions, o.Replicas = 24, 3 })
 		defer q.Close(context.Background())
 		t.Logf("three-node cluster, R3: %v", queuetest.Throughput(t, q, 4, rate, 3*time.Second, 10*time.Second))

@@ -11,6 +11,7 @@ package partition
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"sync"
@@ -36,6 +37,16 @@ const (
 	Lost
 )
 
+// ErrUncommitted is what the Ack of a batch returns, wrapped, when the
+// batch was processed but the queue could not record it because the
+// partition is moving: the partition's next owner reads the batch again.
+var ErrUncommitted = errors.New("batch processed but not recorded: the partition is moving")
+
+// ErrAhead is what ReplayPartition returns, wrapped, when From.After is
+// past what the queue recorded as processed: state saved at that position
+// holds events the queue delivers again, so it must not be used.
+var ErrAhead = errors.New("position is past the partition's acknowledged floor")
+
 func (c Change) String() string {
 	switch c {
 	case Gained:
@@ -47,12 +58,30 @@ func (c Change) String() string {
 }
 
 // Batch is what a partitioned queue's ReadPartition returns: records of
-// one partition (Change is Records), or an announcement without records
-// and without Ack.
+// one partition (Change is Records), or an announcement without records.
+//
+// A Gained batch has no Ack. A Lost batch may have one: the queue then
+// hands the partition to its next owner once Ack is called (detection has
+// saved the partition's state), or by itself after a while when it is
+// not.
 type Batch struct {
 	ingest.Batch
 	Partition int
 	Change    Change
+	// Pos is the queue position of the last message of the batch within
+	// its partition, counted from 1 (NATS: the stream sequence; Kafka: the
+	// offset plus one). Positions grow with the order of the partition;
+	// state saved after processing up to Pos is continued by
+	// ReplayPartition(From{After: Pos}).
+	Pos uint64
+}
+
+// From says where ReplayPartition starts: right after After when it is
+// set (a saved state covers what came before), else Span before the
+// partition's acknowledged floor.
+type From struct {
+	After uint64
+	Span  time.Duration
 }
 
 // Reader is a queue whose reads say which partition they come from. The
@@ -60,9 +89,11 @@ type Batch struct {
 // reads, so no lock is needed to keep them apart.
 type Reader interface {
 	ReadPartition(ctx context.Context) (Batch, error)
-	// ReplayPartition is Rereader.Replay for one partition: the
-	// acknowledged events of the span before the partition's ack floor.
-	ReplayPartition(ctx context.Context, p int, span time.Duration, fn func(ingest.Batch, ingest.ReplayInfo) error) (ingest.ReplayInfo, error)
+	// ReplayPartition hands fn, in order, the acknowledged events of
+	// partition p from where From says up to the partition's acknowledged
+	// floor, as batches without an Ack. With From.After past the floor it
+	// returns ErrAhead and calls fn for nothing.
+	ReplayPartition(ctx context.Context, p int, from From, fn func(ingest.Batch, ingest.ReplayInfo) error) (ingest.ReplayInfo, error)
 	// Owned lists the partitions this replica owns now.
 	Owned() []int
 }

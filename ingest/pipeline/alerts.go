@@ -122,7 +122,10 @@ func (s *Server) reconcileAlerts(ctx context.Context) error {
 	return nil
 }
 
-func silentAlert(cluster string, last, now time.Time) detect.Alert {
+// silentAlert is the alert of a cluster silent since last. With grid set,
+// its fingerprint holds last truncated to it, so that replicas that saw
+// the cluster's last events a moment apart raise the same alert.
+func silentAlert(cluster string, last, now time.Time, grid time.Duration) detect.Alert {
 	name := cmp.Or(cluster, "(default)")
 	return detect.Alert{
 		Rule: SilentRule, Title: "Audit events stopped arriving", Severity: detect.SeverityHigh,
@@ -131,6 +134,6 @@ func silentAlert(cluster string, last, now time.Time) detect.Alert {
 		Message:     fmt.Sprintf("cluster %s sent no audit events for %s (last at %s)", name, now.Sub(last).Round(time.Second), last.UTC().Format(time.RFC3339)),
 		Time:        now, Cluster: cluster, GroupKey: cluster, Count: 0, AuditIDs: []string{},
 		FirstTime: last, LastTime: now,
-		Fingerprint: detect.Fingerprint(SilentRule, cluster, last),
+		Fingerprint: detect.Fingerprint(SilentRule, cluster, last.Truncate(max(grid, 0))),
 	}
 }

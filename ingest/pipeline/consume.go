@@ -11,6 +11,7 @@ import (
 	"github.com/valyala/fastjson"
 
 	"github.com/vigil-k8s/vigil/ingest"
+	"github.com/vigil-k8s/vigil/ingest/partition"
 )
 
 // eventClock is the pipeline's event-time clock: the newest event time
@@ -70,7 +71,9 @@ func eventTime(data []byte) (time.Time, bool) {
 
 // consume is the detection loop: read a batch, process it (which emits,
 // stores the alerts and then acknowledges), and while idle advance the
-// event-time clock and check for silent clusters.
+// event-time clocks and check for silent clusters. With a partitioned
+// queue it also follows the partitions gained and lost, and saves their
+// window state now and then.
 func (s *Server) consume(ctx context.Context) error {
 	s.consuming.Store(true)
 	defer s.consuming.Store(false)
@@ -78,17 +81,23 @@ func (s *Server) consume(ctx context.Context) error {
 	lastTick := time.Now()
 	for {
 		rctx, cancel := context.WithTimeout(ctx, time.Second)
-		b, err := s.cfg.Queue.Read(rctx)
+		b, err := s.read(rctx)
 		cancel()
 		if err != nil && ctx.Err() != nil {
 			return ctx.Err()
 		}
-		if err == nil && s.cfg.BeforeBatch != nil {
-			s.cfg.BeforeBatch(ctx)
-		}
 		switch {
+		case err == nil && b.Change == partition.Gained:
+			if err := s.gainPartition(ctx, b.Partition); err != nil {
+				return err
+			}
+		case err == nil && b.Change == partition.Lost:
+			s.losePartition(ctx, b)
 		case err == nil:
-			counts := countClusters(b)
+			if s.cfg.BeforeBatch != nil {
+				s.cfg.BeforeBatch(ctx)
+			}
+			counts := countClusters(b.Batch)
 			if perr := s.process(ctx, b); perr != nil {
 				// The batch was not acknowledged and comes again.
 				s.log.Error("process batch", "err", perr, "records", len(b.Records))
@@ -120,8 +129,21 @@ func (s *Server) consume(ctx context.Context) error {
 			if err := s.tick(ctx, now); err != nil {
 				s.log.Error("advance windows", "err", err)
 			}
+			if s.parted != nil {
+				s.saveDue(ctx, now)
+			}
 		}
 	}
+}
+
+// read takes the next batch: of the whole queue (Partition -1), or of one
+// partition or an announcement of a partitioned queue.
+func (s *Server) read(ctx context.Context) (partition.Batch, error) {
+	if s.parted != nil {
+		return s.parted.ReadPartition(ctx)
+	}
+	b, err := s.cfg.Queue.Read(ctx)
+	return partition.Batch{Batch: b, Partition: -1}, err
 }
 
 type clusterCount struct {
@@ -143,11 +165,27 @@ func countClusters(b ingest.Batch) []clusterCount {
 	return out
 }
 
-// process runs one batch through the engine. Its alerts are stored before
-// the batch is acknowledged; what the batch says about event time is read
-// before that too, since its records belong to the queue afterwards.
-func (s *Server) process(ctx context.Context, b ingest.Batch) error {
-	last := lastEventTime(b)
+// process runs one batch through the engine of its partition. Its alerts
+// are stored before the batch is acknowledged; what the batch says about
+// event time is read before that too, since its records belong to the
+// queue afterwards.
+func (s *Server) process(ctx context.Context, b partition.Batch) error {
+	last := lastEventTime(b.Batch)
+	s.engineMu.Lock()
+	defer s.engineMu.Unlock()
+	ps := s.whole
+	if s.parted != nil {
+		if ps = s.parts[b.Partition]; ps == nil {
+			// Records come after their partition's gain; should one come
+			// without, its state is built now.
+			var err error
+			if ps, err = s.gainLocked(ctx, b.Partition); err != nil {
+				b.Ack(ctx, err)
+				return err
+			}
+		}
+		ps.noteClusters(b.Records, time.Now())
+	}
 	ack := b.Ack
 	b.Ack = func(ctx context.Context, err error) error {
 		if err == nil {
@@ -156,23 +194,33 @@ func (s *Server) process(ctx context.Context, b ingest.Batch) error {
 				return ferr
 			}
 		}
-		return ack(ctx, err)
+		aerr := ack(ctx, err)
+		switch {
+		case err != nil:
+		case errors.Is(aerr, partition.ErrUncommitted):
+			// Processed, but the queue delivers it again to the next owner:
+			// the state is ahead of the queue until a later batch is
+			// recorded, and is not saved meanwhile.
+			ps.ahead = true
+			return nil
+		case aerr == nil:
+			ps.pos, ps.ahead = max(ps.pos, b.Pos), false
+		}
+		return aerr
 	}
-	s.engineMu.Lock()
-	defer s.engineMu.Unlock()
 	if s.cfg.Incidents != nil {
 		for _, r := range b.Records {
 			s.cfg.Incidents.Scan(r.Data)
 		}
 	}
-	if err := s.engine.Process(ctx, b); err != nil {
+	if err := ps.engine.Process(ctx, b.Batch); err != nil {
 		return err
 	}
-	s.clock.note(last, time.Now())
+	ps.clock.note(last, time.Now())
 	return nil
 }
 
-// tick moves the event-time clock by the wall time passed since the last
+// tick moves the event-time clocks by the wall time passed since the last
 // event, so windows close while nothing arrives, and raises
 // audit-pipeline-silent for clusters that stopped sending.
 func (s *Server) tick(ctx context.Context, now time.Time) error {
@@ -183,12 +231,26 @@ func (s *Server) tick(ctx context.Context, now time.Time) error {
 			s.log.Error("flush alerts", "err", err)
 		}
 	}()
-	if t := s.clock.now(now); !t.IsZero() {
-		if err := s.engine.Advance(ctx, t); err != nil {
-			return err
+	states := []*partState{s.whole}
+	if s.parted != nil {
+		states = s.sortedParts()
+	}
+	for _, ps := range states {
+		if t := ps.clock.now(now); !t.IsZero() {
+			if err := ps.engine.Advance(ctx, t); err != nil {
+				return err
+			}
 		}
 	}
-	seen := s.recv.LastSeen()
+	s.checkpointBaselines(now)
+	seen, grid := s.recv.LastSeen(), time.Duration(0)
+	if s.parted != nil {
+		// The webhook of one replica sees the clusters that happen to send
+		// to it; detection sees every cluster with events in the
+		// partitions it owns. Replicas see silence at about the same time:
+		// the fingerprint on a grid lets the shared SentSet keep one alert.
+		seen, grid = s.partitionsLastSeen(), s.cfg.SilenceAfter
+	}
 	clusters := make([]string, 0, len(seen))
 	for c := range seen {
 		clusters = append(clusters, c)
@@ -201,7 +263,7 @@ func (s *Server) tick(ctx context.Context, now time.Time) error {
 		}
 		s.silent[c] = last
 		s.m.silent.Inc()
-		if err := s.emit(silentAlert(c, last, now)); err != nil {
+		if err := s.emit(silentAlert(c, last, now, grid)); err != nil {
 			return err
 		}
 	}

@@ -2,7 +2,6 @@ package pipeline
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -15,124 +14,9 @@ import (
 	"github.com/VictoriaMetrics/metrics"
 
 	"github.com/vigil-k8s/vigil/detect"
-	"github.com/vigil-k8s/vigil/detect/incident"
-	"github.com/vigil-k8s/vigil/ingest"
+	"github.com/vigil-k8s/vigil/ingest/partition"
 	"github.com/vigil-k8s/vigil/ingest/webhook"
 )
-
-// Queue is the durable hand-off between the webhook and detection.
-type Queue interface {
-	ingest.Queue
-	ingest.DeadLetterer
-	// Drained reports whether detection has acknowledged every stored
-	// event.
-	Drained(ctx context.Context) (bool, error)
-	// MaxRecordSize is the largest event Publish accepts.
-	MaxRecordSize() int
-}
-
-// Rereader is a Queue that keeps acknowledged events and can read them
-// again: after a crash the pipeline rebuilds its window state from them.
-// Replay hands fn the acknowledged events of the span before the consumer's
-// ack floor, in order, as batches without an Ack.
-type Rereader interface {
-	Replay(ctx context.Context, span time.Duration, fn func(ingest.Batch, ingest.ReplayInfo) error) (ingest.ReplayInfo, error)
-}
-
-// Alerts is the alert store: Dispatch returns once the alerts are stored
-// (the sinks deliver them from there), WaitDelivered once every sink has
-// taken everything stored, Close when delivery has stopped.
-type Alerts interface {
-	Dispatch(ctx context.Context, alerts ...detect.Alert) error
-	WaitDelivered(ctx context.Context) error
-	Close(ctx context.Context) error
-}
-
-// SentSet records the fingerprints of alerts already stored, so that
-// alerts raised again while window state is rebuilt are not sent twice.
-type SentSet interface {
-	Has(ctx context.Context, fingerprint string) (bool, error)
-	Add(ctx context.Context, fingerprint string, value []byte) error
-}
-
-// Source is a live input beside the webhook, such as a cloud provider's
-// log subscription. Run publishes what it receives until ctx is done and
-// acknowledges upstream only after Publish returned nil, so nothing it
-// acknowledged can be lost. It retries what fails for a moment itself; an
-// error it returns stops the pipeline.
-type Source interface {
-	Name() string
-	Run(ctx context.Context, pub Publisher) error
-}
-
-// Publisher stores events durably; Run's Queue is one.
-type Publisher interface {
-	Publish(ctx context.Context, entries []ingest.Entry) error
-}
-
-// StoredAlert is an alert in the alert store, as reconciliation at start
-// needs it.
-type StoredAlert struct{ Fingerprint, Rule string }
-
-// Config configures a Server. Queue, Alerts and Rules are required.
-type Config struct {
-	Rules *detect.RuleSet
-	// Queue carries events from the webhook to detection. A Queue that is
-	// also a Rereader lets window state survive a crash.
-	Queue Queue
-	// Alerts stores and delivers alerts; SentSet (optional) remembers what
-	// was stored across restarts.
-	Alerts  Alerts
-	SentSet SentSet
-	// RecentAlerts (optional) lists the newest alerts of the alert store:
-	// at start, those whose fingerprint a crash kept from reaching
-	// SentSet are recorded there.
-	RecentAlerts func(ctx context.Context, n int) ([]StoredAlert, error)
-
-	// Sources are inputs beside the webhook (optional).
-	Sources []Source
-
-	// Webhook configures the receiver; its Queue, DeadLetters, Logger and
-	// Metrics are set by New.
-	Webhook webhook.Options
-	// Listen is the webhook's address, served with TLS when TLS is set.
-	Listen string
-	TLS    *tls.Config
-	// OpsListen is the plain HTTP address of /metrics, /healthz and
-	// /readyz ("" turns it off); Pprof adds /debug/pprof/.
-	OpsListen string
-	Pprof     bool
-	// DataDir holds the window state saved at a graceful stop (required).
-	DataDir string
-
-	// Detection: workers, allowed lateness, window keys per rule and
-	// distinct values counted exactly per key (the engine's defaults when
-	// zero).
-	Workers        int
-	Lateness       time.Duration
-	MaxKeysPerRule int
-	DistinctExact  int
-	// MemoryLimit is the memory, in bytes, serve keeps to: the runtime's
-	// soft limit, and while the live heap is over 80% of it the webhook
-	// and the sources are refused (429) until the heap shrinks. Zero means 90% of the
-	// container's memory limit when there is one, negative none
-	// (ResolveMemoryLimit).
-	MemoryLimit int64
-	// SilenceAfter raises audit-pipeline-silent for a cluster that sent
-	// nothing for this long (default 10m).
-	SilenceAfter time.Duration
-	// DrainTimeout bounds the graceful stop (default 30s).
-	DrainTimeout time.Duration
-
-	Logger  *slog.Logger
-	Metrics *metrics.Set
-	// BeforeBatch, when set, runs before detection takes each batch
-	// (tests stall detection with it).
-	BeforeBatch func(ctx context.Context)
-	// Incidents, when set, groups the alerts into incidents and raises an
-	// alert of rule "incident" when one opens or escalates.
-	Incidents *incident.Tracker
-}
 
 // ConfigError is an error of New that the user must fix in the
 // configuration (a bad setting, an address that cannot be bound), as
@@ -149,17 +33,21 @@ type Server struct {
 	set    *metrics.Set
 	rules  map[string]*detect.Rule
 	recv   *webhook.Receiver
-	engine *detect.Engine
 	whSrv  *http.Server
 	wl, ol net.Listener
+	// parted is the queue when it is partitioned (cfg.Queue), else nil.
+	parted partition.Reader
 
-	// engineMu serialises the engine and the fields below it: the consume
-	// loop and the idle ticker both drive it.
+	// engineMu serialises the engines and the fields below it: the consume
+	// loop and the idle ticker both drive them.
 	engineMu sync.Mutex
-	clock    eventClock
-	alerts   alertBuffer
-	rebuild  rebuildState
-	silent   map[string]time.Time // cluster -> last-seen time already alerted
+	// whole is the detection state of an unpartitioned queue; parts holds
+	// that of each partition this replica owns.
+	whole   *partState
+	parts   map[int]*partState
+	alerts  alertBuffer
+	rebuild rebuildState
+	silent  map[string]time.Time // cluster -> last-seen time already alerted
 
 	// consuming is read by /readyz, which must never wait for the engine.
 	consuming atomic.Bool
@@ -172,6 +60,9 @@ type Server struct {
 
 type serverMetrics struct {
 	alertsSent, alertsDup, alertsSuppressed, rejected, silent, incidents *metrics.Counter
+	// Partitioned queues: window state restored from a snapshot or
+	// rebuilt from the span, snapshots saved and failed.
+	fromSnapshot, fromSpan, saves, saveErrors *metrics.Counter
 }
 
 // New checks cfg, restores or rebuilds window state, and binds the
@@ -203,6 +94,9 @@ func New(ctx context.Context, cfg Config) (_ *Server, err error) {
 	if s.cfg.DrainTimeout <= 0 {
 		s.cfg.DrainTimeout = 30 * time.Second
 	}
+	if s.cfg.SnapshotInterval <= 0 {
+		s.cfg.SnapshotInterval = 30 * time.Second
+	}
 	s.m = serverMetrics{
 		alertsSent:       s.set.NewCounter("vigil_serve_alerts_sent_total"),
 		alertsDup:        s.set.NewCounter("vigil_serve_alerts_already_sent_total"),
@@ -210,6 +104,10 @@ func New(ctx context.Context, cfg Config) (_ *Server, err error) {
 		rejected:         s.set.NewCounter("vigil_serve_rejected_events_total"),
 		silent:           s.set.NewCounter("vigil_serve_silent_clusters_total"),
 		incidents:        s.set.NewCounter("vigil_serve_incident_alerts_total"),
+		fromSnapshot:     s.set.NewCounter(`vigil_serve_partition_restores_total{from="snapshot"}`),
+		fromSpan:         s.set.NewCounter(`vigil_serve_partition_restores_total{from="span"}`),
+		saves:            s.set.NewCounter("vigil_serve_window_saves_total"),
+		saveErrors:       s.set.NewCounter("vigil_serve_window_save_errors_total"),
 	}
 	for _, r := range cfg.Rules.Rules {
 		s.rules[r.Spec.ID] = r
@@ -220,29 +118,26 @@ func New(ctx context.Context, cfg Config) (_ *Server, err error) {
 		return nil, err
 	}
 	s.mem = newMemoryGuard(ResolveMemoryLimit(cfg.MemoryLimit), s.set)
-	s.engine, err = detect.New(detect.Options{
-		Rules: cfg.Rules, Workers: cfg.Workers, Emit: s.emit, Metrics: s.set,
-		Logger: s.log.With("component", "detect"), Lateness: cfg.Lateness,
-		MaxKeysPerRule: cfg.MaxKeysPerRule, DistinctExact: cfg.DistinctExact,
-		// The queue drops duplicates, with larger bounds.
-		SourceDedups: true,
-		OnReject: func(r ingest.Record, err error) {
-			s.m.rejected.Inc()
-			s.log.Warn("event rejected by detection", "cluster", r.Cluster, "origin", r.Origin, "err", err)
-		},
-	})
-	if err != nil {
-		return nil, fmt.Errorf("start detection: %w", err)
-	}
-	// After a graceful stop the window state was saved: restore it. After
-	// a crash there is none, and the stream is re-read instead.
-	restored, err := s.restoreWindows()
-	if err != nil {
-		return nil, err
-	}
-	if !restored {
-		if err := s.rebuildWindows(ctx); err != nil {
+	if pr, ok := cfg.Queue.(partition.Reader); ok {
+		// Window state comes with each partition as it is gained.
+		s.parted, s.parts = pr, map[int]*partState{}
+	} else {
+		if s.whole, err = s.newPartState(-1); err != nil {
 			return nil, err
+		}
+		if err := s.loadBaselines(); err != nil {
+			return nil, err
+		}
+		// After a graceful stop the window state was saved: restore it.
+		// After a crash there is none, and the stream is re-read instead.
+		restored, err := s.restoreWindows()
+		if err != nil {
+			return nil, err
+		}
+		if !restored {
+			if err := s.rebuildWindows(ctx); err != nil {
+				return nil, err
+			}
 		}
 	}
 
@@ -360,7 +255,11 @@ func (s *Server) Run(ctx context.Context) error {
 	s.whSrv.Shutdown(drainCtx)
 	stopSources()
 	sources.Wait()
-	s.waitProcessed(drainCtx)
+	if s.parted == nil {
+		// A partitioned queue hands what this replica holds to the next
+		// owner of each partition instead.
+		s.waitProcessed(drainCtx)
+	}
 	stopConsume()
 	if err := <-consumerDone; err != nil && !errors.Is(err, context.Canceled) && runErr == nil {
 		runErr = err
@@ -394,14 +293,21 @@ func (s *Server) Run(ctx context.Context) error {
 func (s *Server) flushWindows(ctx context.Context, save bool) error {
 	s.engineMu.Lock()
 	defer s.engineMu.Unlock()
-	if err := s.engine.Flush(ctx); err != nil {
+	if s.parted != nil {
+		var errs []error
+		for _, ps := range s.sortedParts() {
+			errs = append(errs, s.flushPartition(ctx, ps, save))
+		}
+		return errors.Join(errs...)
+	}
+	if err := s.whole.engine.Flush(ctx); err != nil {
 		return fmt.Errorf("flush windows: %w", err)
 	}
 	if err := s.flushAlerts(ctx); err != nil {
 		return err
 	}
 	if save {
-		return s.saveWindows()
+		return errors.Join(s.saveWindows(), s.saveBaselines())
 	}
 	return nil
 }

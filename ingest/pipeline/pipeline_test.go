@@ -15,6 +15,7 @@ import (
 	"github.com/vigil-k8s/vigil/detect"
 	"github.com/vigil-k8s/vigil/ingest"
 	"github.com/vigil-k8s/vigil/ingest/memqueue"
+	"github.com/vigil-k8s/vigil/ingest/partition"
 )
 
 const testRules = `rules:
@@ -254,11 +255,11 @@ func TestProcess_EventTimeReadBeforeAck(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := h.srv.process(context.Background(), b); err != nil {
+	if err := h.srv.process(context.Background(), partition.Batch{Batch: b, Partition: -1}); err != nil {
 		t.Fatal(err)
 	}
-	if !h.srv.clock.max.Equal(last) {
-		t.Errorf("event clock = %v, want %v", h.srv.clock.max, last)
+	if !h.srv.whole.clock.max.Equal(last) {
+		t.Errorf("event clock = %v, want %v", h.srv.whole.clock.max, last)
 	}
 }
 

@@ -18,21 +18,51 @@ import (
 // stop.
 const WindowsFile = "windows.json"
 
+// MaxRebuildHold bounds how much of a cooldown or suppression period a
+// rebuild re-reads history for. Rules hold alerts for up to a day; re-reading
+// a day of a busy cluster would take many minutes at every restart.
+const MaxRebuildHold = time.Hour
+
 // RebuildSpan is how much already processed history a restart after a
 // crash re-reads: the longest window plus its cooldown (a cooldown
 // suppresses alerts for that long after a window fired), or the longest
-// suppression of a single-event rule, plus the allowed lateness. A
-// Rereader queue must keep acknowledged events at least that long.
+// suppression of a single-event rule, plus the allowed lateness, with
+// cooldowns and suppressions counted up to MaxRebuildHold. A Rereader
+// queue should keep acknowledged events at least that long.
+//
+// Longer holds survive a crash through the SentSet instead: an alert is
+// named by its rule, key and hold period, so a window that fires again in
+// the same period after the restart is not sent twice. What a crash can
+// change is one alert more, in the period after the one that fired, before
+// the first run's hold would have ended.
 func RebuildSpan(rs *detect.RuleSet, lateness time.Duration) time.Duration {
+	return holdSpan(rs, lateness, MaxRebuildHold)
+}
+
+// SentSpan is how long a SentSet must remember an alert: the longest window
+// and hold, uncapped, plus the allowed lateness.
+func SentSpan(rs *detect.RuleSet, lateness time.Duration) time.Duration {
+	return holdSpan(rs, lateness, 0)
+}
+
+// holdSpan is the longest window plus hold (capped at limit when limit > 0)
+// of rs, plus lateness.
+func holdSpan(rs *detect.RuleSet, lateness, limit time.Duration) time.Duration {
 	if lateness <= 0 {
 		lateness = detect.DefaultLateness
+	}
+	hold := func(d time.Duration) time.Duration {
+		if limit > 0 {
+			return min(d, limit)
+		}
+		return d
 	}
 	var longest time.Duration
 	for _, r := range rs.Rules {
 		if w := r.Spec.Window; w != nil {
-			longest = max(longest, time.Duration(w.Within)+time.Duration(w.Cooldown))
+			longest = max(longest, time.Duration(w.Within)+hold(time.Duration(w.Cooldown)))
 		}
-		longest = max(longest, r.SuppressFor())
+		longest = max(longest, hold(r.SuppressFor()))
 	}
 	return longest + lateness
 }
@@ -69,7 +99,7 @@ func (s *Server) saveWindows() error {
 	}
 	defer os.Remove(tmp.Name())
 	bw := bufio.NewWriter(tmp)
-	err = s.engine.Snapshot(bw)
+	err = s.whole.engine.Snapshot(bw)
 	if err == nil {
 		err = bw.Flush()
 	}
@@ -102,7 +132,7 @@ func (s *Server) restoreWindows() (bool, error) {
 		return false, fmt.Errorf("restore window state: %w", err)
 	}
 	s.engineMu.Lock()
-	rerr := s.engine.Restore(bufio.NewReader(f))
+	rerr := s.whole.engine.Restore(bufio.NewReader(f))
 	s.engineMu.Unlock()
 	f.Close()
 	if err := os.Remove(path); err != nil {
@@ -141,10 +171,10 @@ func (s *Server) rebuildWindows(ctx context.Context) error {
 			s.rebuild.start, s.rebuild.full = firstEventTime(b), ri.FromStart
 		}
 		last := lastEventTime(b)
-		if err := s.engine.Process(ctx, b); err != nil {
+		if err := s.whole.engine.Process(ctx, b); err != nil {
 			return err
 		}
-		s.clock.note(last, time.Now())
+		s.whole.clock.note(last, time.Now())
 		return nil
 	})
 	if err != nil {

@@ -35,8 +35,8 @@ type Options struct {
 	// Nodes is the number of nodes in the simulated cluster (default
 	// DefaultNodes).
 	Nodes int
-	// Profile selects the traffic: ProfileMix (the default) or
-	// ProfileBenignDay.
+	// Profile selects the traffic: ProfileMix (the default),
+	// ProfileBenignDay or ProfileAttackHeavy.
 	Profile string
 }
 
@@ -104,9 +104,12 @@ func New(o Options) *Generator {
 	}
 	g.c = newCluster(r, o.Nodes)
 	g.patterns = g.allPatterns()
-	if o.Profile == ProfileBenignDay {
+	switch o.Profile {
+	case ProfileBenignDay:
 		g.patterns = g.benignPatterns()
 		g.bootstrap()
+	case ProfileAttackHeavy:
+		g.patterns = g.attackPatterns()
 	}
 	for _, p := range g.patterns {
 		g.total += p.weight

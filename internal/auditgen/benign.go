@@ -22,12 +22,12 @@ const (
 const BenignDayRate = 1.5
 
 // Profiles lists the profile names.
-var Profiles = []string{ProfileMix, ProfileBenignDay}
+var Profiles = []string{ProfileMix, ProfileBenignDay, ProfileAttackHeavy}
 
 // Check reports options New cannot use: an unknown profile.
 func (o Options) Check() error {
 	switch o.Profile {
-	case "", ProfileMix, ProfileBenignDay:
+	case "", ProfileMix, ProfileBenignDay, ProfileAttackHeavy:
 		return nil
 	}
 	return fmt.Errorf("profile %q: want one of %v", o.Profile, Profiles)

@@ -3,9 +3,7 @@
 package file
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -120,23 +118,22 @@ func (s *Sink) rotate() error {
 // Send writes one line per alert. A write error is retryable (a full disk
 // may drain); an alert that cannot be encoded is not.
 func (s *Sink) Send(_ context.Context, alerts ...detect.Alert) (bool, error) {
-	var buf bytes.Buffer
+	buf := make([]byte, 0, 1024*len(alerts))
 	for i := range alerts {
-		b, err := json.Marshal(&alerts[i])
-		if err != nil {
+		var err error
+		if buf, err = alerts[i].AppendJSON(buf); err != nil {
 			return false, fmt.Errorf("encode alert %s: %w", alerts[i].Rule, err)
 		}
-		buf.Write(b)
-		buf.WriteByte('\n')
+		buf = append(buf, '\n')
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.f != nil && s.maxBytes > 0 && s.size > 0 && s.size+int64(buf.Len()) > s.maxBytes {
+	if s.f != nil && s.maxBytes > 0 && s.size > 0 && s.size+int64(len(buf)) > s.maxBytes {
 		if err := s.rotate(); err != nil {
 			return true, err
 		}
 	}
-	n, err := s.w.Write(buf.Bytes())
+	n, err := s.w.Write(buf)
 	s.size += int64(n)
 	if err != nil {
 		return true, fmt.Errorf("write alerts: %w", err)

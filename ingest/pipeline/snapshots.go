@@ -1,0 +1,76 @@
+package pipeline
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/vigil-k8s/vigil/detect"
+)
+
+// snapshotVersion is the version of the saved partition state's header.
+const snapshotVersion = 1
+
+// snapshotHeader is the first line of a partition's saved state; the
+// engine's snapshot follows it.
+type snapshotHeader struct {
+	Version   int `json:"version"`
+	Partition int `json:"partition"`
+	// Pos is the queue position the state covers: every event of the
+	// partition up to it, and none after.
+	Pos uint64 `json:"pos"`
+	// Saved is the wall time of the save; Clock the newest event time
+	// processed then.
+	Saved time.Time `json:"saved"`
+	Clock time.Time `json:"clock"`
+}
+
+// encodeSnapshot is the saved form of a partition's state.
+func encodeSnapshot(ps *partState, now time.Time) ([]byte, error) {
+	var buf bytes.Buffer
+	h := snapshotHeader{Version: snapshotVersion, Partition: ps.n, Pos: ps.pos, Saved: now.UTC(), Clock: ps.clock.max}
+	if err := json.NewEncoder(&buf).Encode(&h); err != nil {
+		return nil, fmt.Errorf("save window state of partition %d: %w", ps.n, err)
+	}
+	if err := ps.engine.Snapshot(&buf); err != nil {
+		return nil, fmt.Errorf("save window state of partition %d: %w", ps.n, err)
+	}
+	return buf.Bytes(), nil
+}
+
+// loadSnapshot restores into ps the state saved last for its partition and
+// reports whether it did. A state saved longer ago than span is not used:
+// the queue may no longer hold all that came after it, and its windows
+// have closed anyway.
+func (s *Server) loadSnapshot(ctx context.Context, ps *partState, span time.Duration) (bool, error) {
+	data, err := s.cfg.Snapshots.Load(ctx, ps.n)
+	if err != nil || data == nil {
+		return false, err
+	}
+	line, body, _ := bytes.Cut(data, []byte("\n"))
+	var h snapshotHeader
+	if err := json.Unmarshal(line, &h); err != nil {
+		return false, fmt.Errorf("saved state of partition %d: header: %w", ps.n, err)
+	}
+	if h.Version != snapshotVersion || h.Partition != ps.n || h.Pos == 0 {
+		return false, fmt.Errorf("saved state of partition %d: version %d of partition %d at %d, want version %d",
+			ps.n, h.Version, h.Partition, h.Pos, snapshotVersion)
+	}
+	if age := time.Since(h.Saved); age > span {
+		s.log.Info("saved window state older than the rebuild span, not used", "partition", ps.n, "age", age.Round(time.Second))
+		return false, nil
+	}
+	if err := ps.engine.Restore(bytes.NewReader(body)); err != nil {
+		if errors.Is(err, detect.ErrBadSnapshot) {
+			return false, fmt.Errorf("saved state of partition %d: %w", ps.n, err)
+		}
+		// Rules changed since the save: their state was dropped.
+		s.log.Warn("window state partly restored", "partition", ps.n, "err", err)
+	}
+	ps.pos, ps.savedPos, ps.savedAt = h.Pos, h.Pos, time.Now()
+	ps.clock = eventClock{max: h.Clock, seenAt: h.Saved}
+	return true, nil
+}
