@@ -194,10 +194,10 @@ func (a *Alert) own() {
 	a.User.Groups = copyList(a.User.Groups)
 	a.SourceIPs = copyList(a.SourceIPs)
 	a.AuditIDs = copyList(a.AuditIDs)
-	a.User.Extra = cloneExtra(a.User.Extra)
+	a.User.Extra = ingest.CloneExtra(a.User.Extra)
 	if u := a.ImpersonatedUser; u != nil {
 		u.Groups = copyList(u.Groups)
-		u.Extra = cloneExtra(u.Extra)
+		u.Extra = ingest.CloneExtra(u.Extra)
 	}
 }
 
@@ -214,21 +214,6 @@ func (a *Alert) borrowed() []*string {
 			&r.ResourceVersion, &r.Subresource)
 	}
 	return out
-}
-
-func cloneExtra(m map[string][]string) map[string][]string {
-	if m == nil {
-		return nil
-	}
-	c := make(map[string][]string, len(m))
-	for k, v := range m {
-		vs := make([]string, len(v))
-		for i, s := range v {
-			vs[i] = strings.Clone(s)
-		}
-		c[strings.Clone(k)] = vs
-	}
-	return c
 }
 
 // templateFuncs are the functions every output template may call;

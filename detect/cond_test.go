@@ -151,3 +151,66 @@ func (r *Rule) programs() []*program {
 	}
 	return out
 }
+
+// TestQuantifiers_GoFormMatchesTheVM compiles any, all and none over
+// lists of strings in Go and checks each verdict against the VM's and the
+// expected one, including a predicate part only the VM can run.
+func TestQuantifiers_GoFormMatchesTheVM(t *testing.T) {
+	events := map[string][]byte{
+		"exec cat": ev("a", 0, "alice", "create", "pods", 200, "requestURI",
+			"/api/v1/namespaces/ns/pods/p/exec?command=cat&command=%2Froot%2F.ssh%2Fid_rsa"),
+		"exec ls": ev("b", 0, "alice", "create", "pods", 200, "requestURI",
+			"/api/v1/namespaces/ns/pods/p/exec?command=ls&command=-l"),
+		"no query": ev("c", 0, "alice", "list", "pods", 200, "requestURI", "/api/v1/pods"),
+		"selector": ev("d", 0, "alice", "list", "secrets", 200, "requestURI",
+			"/api/v1/secrets?labelSelector=owner%3Dhelm%2Cname%3Dx"),
+	}
+	tests := []struct {
+		match string
+		want  map[string]bool // by event; absent means false
+	}{
+		{`any(split(execCommand(requestURI), " "), inList(#, "paths"))`, map[string]bool{"exec cat": true}},
+		{`all(split(execCommand(requestURI), " "), # != "ls")`, map[string]bool{"exec cat": true, "no query": true, "selector": true}},
+		{`none(split(execCommand(requestURI), " "), # startsWith "-")`, map[string]bool{"exec cat": true, "no query": true, "selector": true}},
+		{`any(queryParam(requestURI, "labelSelector"), # contains "owner=helm")`, map[string]bool{"selector": true}},
+		{`all(queryParam(requestURI, "labelSelector"), # contains "owner=helm")`, map[string]bool{"exec cat": true, "exec ls": true, "no query": true, "selector": true}},
+		// The predicate's second half has no Go form: it runs on the VM
+		// without the element.
+		{`any(split(execCommand(requestURI), " "), # == "ls" && len(user.groups) > 0)`, map[string]bool{"exec ls": true}},
+		// A predicate of its own inside: its # is the VM's.
+		{`any(split(execCommand(requestURI), " "), any(split(#, "/"), # == ".ssh"))`, map[string]bool{"exec cat": true}},
+	}
+	for _, tc := range tests {
+		rs := compileTestRules(t, `
+lists:
+  paths: [/root/.ssh/id_rsa]
+rules:
+- id: q
+  title: q
+  severity: low
+  audit: {level: Metadata}
+  match: '`+tc.match+`'
+`)
+		r := rs.Rules[0]
+		if r.match.fast == nil {
+			t.Errorf("%s: no Go form", tc.match)
+		}
+		w := &worker{rs: rs, m: newEngineMetrics(metrics.NewSet(), rs), log: slog.New(slog.DiscardHandler), dec: ingest.Decoder{}}
+		for name, data := range events {
+			e, err := w.dec.Decode(data)
+			if err != nil {
+				t.Fatal(err)
+			}
+			w.x.reset(w, e)
+			got, ok := r.match.fast(&w.x)
+			if !ok {
+				t.Errorf("%s on %s: the Go form left it to the VM", tc.match, name)
+			}
+			w.x.reset(w, e)
+			vm := w.x.testVM(r, r.match)
+			if got != vm || got != tc.want[name] {
+				t.Errorf("%s on %s: Go form %v, VM %v, want %v", tc.match, name, got, vm, tc.want[name])
+			}
+		}
+	}
+}

@@ -520,3 +520,15 @@ func (e *Engine) Advance(ctx context.Context, t time.Time) error {
 	e.dueEvictionAlerts()
 	return e.sendUnsent()
 }
+
+// Close drops the window state and takes its keys out of the
+// vigil_detect_window_keys gauges, which the engines sharing a metrics set
+// (one per partition) add to. The engine is not to be used after.
+func (e *Engine) Close() {
+	for _, s := range e.shards {
+		for r, keys := range s.keys {
+			e.m.keys(r).Add(-float64(keys.size()))
+		}
+		s.keys = nil
+	}
+}

@@ -12,7 +12,14 @@ type keySet struct {
 }
 
 func newKeySet(maxKeys int) *keySet {
-	return &keySet{gen: max(maxKeys/2, 1)}
+	s := &keySet{gen: max(maxKeys/2, 1)}
+	// A table that will hold a generation's keys at most half full.
+	full := 1
+	for full < 2*s.gen {
+		full *= 2
+	}
+	s.cur.full, s.prev.full = full, full
+	return s
 }
 
 // Seen reports whether key is remembered and remembers it if not. The zero
@@ -21,12 +28,8 @@ func (s *keySet) Seen(key uint64) bool {
 	if key == 0 {
 		return false
 	}
-	if s.cur.has(key) || s.prev.has(key) {
+	if s.Has(key) {
 		return true
-	}
-	if s.cur.n >= s.gen {
-		s.prev, s.cur = s.cur, s.prev
-		s.cur.clear()
 	}
 	s.cur.add(key)
 	return false
@@ -63,6 +66,9 @@ func (s *keySet) Len() int { return s.cur.n + s.prev.n }
 type hashTable struct {
 	slots []uint64
 	n     int
+	// full is the size the table ends at: once it is busy it grows there
+	// in one step rather than rehashing its keys at every doubling.
+	full int
 }
 
 func (t *hashTable) index(key uint64) int {
@@ -104,7 +110,11 @@ func (t *hashTable) add(key uint64) {
 
 func (t *hashTable) grow() {
 	old := t.slots
-	t.slots = make([]uint64, max(2*len(old), 4096))
+	size := max(2*len(old), 4096)
+	if t.n >= busyKeys && t.full > size {
+		size = t.full
+	}
+	t.slots = make([]uint64, size)
 	t.n = 0
 	for _, k := range old {
 		if k != 0 {
@@ -112,6 +122,10 @@ func (t *hashTable) grow() {
 		}
 	}
 }
+
+// busyKeys is the number of keys after which a table grows to its full
+// size.
+const busyKeys = 1 << 14
 
 // del removes key, moving back the keys after it that its slot displaced
 // (no tombstones: lookups stay short).

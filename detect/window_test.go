@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/VictoriaMetrics/metrics"
+
 	"github.com/vigil-k8s/vigil/ingest"
 )
 
@@ -396,4 +398,38 @@ rules:
 			}
 		}
 	})
+}
+
+// TestEngine_CloseGivesBackItsKeys: engines sharing a metrics set (one per
+// partition) add to the same key gauge; a closed one takes its keys out.
+func TestEngine_CloseGivesBackItsKeys(t *testing.T) {
+	rs := compileTestRules(t, windowRules)
+	set := metrics.NewSet()
+	gauge := set.GetOrCreateGauge(`vigil_detect_window_keys{rule="burst"}`, nil)
+	process := func(e *Engine, users ...string) {
+		recs := make([]ingest.Record, len(users))
+		for i, u := range users {
+			recs[i] = ingest.Record{Data: ev(fmt.Sprint(u, i), float64(i), u, "get", "pods", 403)}
+		}
+		if err := e.Process(context.Background(), ingest.Batch{Records: recs}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	newEngine := func() *Engine {
+		e, err := New(Options{Rules: rs, Metrics: set, Emit: func(Alert) error { return nil }})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return e
+	}
+	a, b := newEngine(), newEngine()
+	process(a, "alice", "bob", "carol")
+	process(b, "dave")
+	if got := gauge.Get(); got != 4 {
+		t.Fatalf("keys of both engines: %v, want 4", got)
+	}
+	a.Close()
+	if got := gauge.Get(); got != 1 {
+		t.Fatalf("keys after one engine closed: %v, want 1", got)
+	}
 }

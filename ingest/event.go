@@ -138,8 +138,8 @@ func (e *Event) Clone() *Event {
 		buf = append(buf, *s...)
 		*s = unsafe.String(&buf[start], len(*s))
 	})
-	c.User.Extra = cloneExtra(e.User.Extra)
-	c.ImpersonatedUser.Extra = cloneExtra(e.ImpersonatedUser.Extra)
+	c.User.Extra = CloneExtra(e.User.Extra)
+	c.ImpersonatedUser.Extra = CloneExtra(e.ImpersonatedUser.Extra)
 	if e.Annotations != nil {
 		c.Annotations = make(map[string]string, len(e.Annotations))
 		for k, v := range e.Annotations {
@@ -169,7 +169,9 @@ func (e *Event) visitStrings(f func(*string)) {
 	}
 }
 
-func cloneExtra(m map[string][]string) map[string][]string {
+// CloneExtra deep-copies a user's extra fields, so that they no longer
+// share memory with a decoded event.
+func CloneExtra(m map[string][]string) map[string][]string {
 	if m == nil {
 		return nil
 	}

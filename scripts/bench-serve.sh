@@ -66,6 +66,9 @@ start --insecure-listen "127.0.0.1:$port"
 rows+=("$(load "plain HTTP, 100k/s" 100000 -url "http://127.0.0.1:$port/audit")")
 stop
 start --insecure-listen "127.0.0.1:$port"
+rows+=("$(load "plain HTTP, 150k/s" 150000 -url "http://127.0.0.1:$port/audit")")
+stop
+start --insecure-listen "127.0.0.1:$port"
 rows+=("$(load "plain HTTP, as fast as acked" 0 -url "http://127.0.0.1:$port/audit")")
 stop
 start --listen "127.0.0.1:$port" --advertise-url "https://127.0.0.1:$port/audit"

@@ -101,6 +101,29 @@ func parseTimeFlag(name, v string, now time.Time) (time.Time, error) {
 	return t, nil
 }
 
+// timeRange parses --since and --until, both relative to now.
+func timeRange(since, until string) (time.Time, time.Time, error) {
+	now := time.Now()
+	from, err := parseTimeFlag("since", since, now)
+	if err != nil {
+		return time.Time{}, time.Time{}, err
+	}
+	to, err := parseTimeFlag("until", until, now)
+	return from, to, err
+}
+
+// inputs returns the files to read: args, or standard input when it is a
+// pipe.
+func (a *app) inputs(args []string) ([]string, error) {
+	if len(args) > 0 {
+		return args, nil
+	}
+	if !a.stdinIsPipe {
+		return nil, usagef("no input: give audit log files or directories, or pipe events to standard input")
+	}
+	return []string{"-"}, nil
+}
+
 func (a *app) replay(ctx context.Context, f replayFlags, args []string) error {
 	var failOn detect.Severity
 	if f.failOn != "" {
@@ -113,20 +136,12 @@ func (a *app) replay(ctx context.Context, f replayFlags, args []string) error {
 	if f.format != "json" && f.format != "text" {
 		return usagef("--format %q: want json or text", f.format)
 	}
-	now := time.Now()
-	since, err := parseTimeFlag("since", f.since, now)
+	since, until, err := timeRange(f.since, f.until)
 	if err != nil {
 		return err
 	}
-	until, err := parseTimeFlag("until", f.until, now)
-	if err != nil {
+	if args, err = a.inputs(args); err != nil {
 		return err
-	}
-	if len(args) == 0 {
-		if !a.stdinIsPipe {
-			return usagef("no input: give audit log files or directories, or pipe events to standard input")
-		}
-		args = []string{"-"}
 	}
 	cfg, rs, err := f.ruleSet()
 	if err != nil {

@@ -108,20 +108,12 @@ func (a *app) timeline(ctx context.Context, f timelineFlags, args []string) erro
 	if f.format != "text" && f.format != "json" {
 		return usagef("--format %q: want text or json", f.format)
 	}
-	now := time.Now()
-	since, err := parseTimeFlag("since", f.since, now)
+	since, until, err := timeRange(f.since, f.until)
 	if err != nil {
 		return err
 	}
-	until, err := parseTimeFlag("until", f.until, now)
-	if err != nil {
+	if args, err = a.inputs(args); err != nil {
 		return err
-	}
-	if len(args) == 0 {
-		if !a.stdinIsPipe {
-			return usagef("no input: give audit log files or directories, or pipe events to standard input")
-		}
-		args = []string{"-"}
 	}
 	cfg, cat, err := f.catalog()
 	if err != nil {

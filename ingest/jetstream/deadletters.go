@@ -11,6 +11,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/vigil-k8s/vigil/ingest"
+	"github.com/vigil-k8s/vigil/ingest/internal/jspub"
 )
 
 // DeadLetter implements ingest.DeadLetterer.
@@ -21,18 +22,9 @@ func (q *Queue) DeadLetter(ctx context.Context, items []ingest.DeadLetter) error
 	defer q.publishes.Leave()
 	limit := q.opts.MaxPayload - frameSlack
 	for _, it := range items {
-		m := nats.NewMsg(DeadSubject)
-		m.Header.Set(HeaderReason, it.Reason)
-		if it.Cluster != "" {
-			m.Header.Set(HeaderCluster, it.Cluster)
-		}
-		m.Data = it.Data
-		if len(m.Data) > limit {
-			m.Data = m.Data[:limit]
-			m.Header.Set(headerTruncated, strconv.Itoa(len(it.Data)))
-		}
+		m := jspub.DeadLetter(DeadSubject, it, limit)
 		if _, err := q.pubJS.PublishMsg(ctx, m); err != nil {
-			return fmt.Errorf("store dead letter: %w", classify(err))
+			return fmt.Errorf("store dead letter: %w", jspub.Classify(err))
 		}
 		q.m.dead.Inc()
 	}

@@ -5,13 +5,13 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/vigil-k8s/vigil/ingest"
 	"github.com/vigil-k8s/vigil/ingest/internal/frames"
+	"github.com/vigil-k8s/vigil/ingest/internal/jspub"
 )
 
 // Publish implements ingest.Queue. Entries are split into messages of at
@@ -46,7 +46,7 @@ func (q *Queue) Publish(ctx context.Context, entries []ingest.Entry) error {
 		// Counted before the message can reach Read, which uncounts it.
 		gauges[i] = q.m.cluster(info[i].cluster)
 		gauges[i].queued.Add(int64(info[i].events))
-		f, err := q.publishAsync(ctx, m)
+		f, err := jspub.Async(ctx, q.pubJS, m, q.m.stalls.Inc, q.publishes.IsShut)
 		if err != nil {
 			gauges[i].queued.Add(-int64(info[i].events))
 			return err
@@ -60,7 +60,7 @@ func (q *Queue) Publish(ctx context.Context, entries []ingest.Entry) error {
 			q.stored.Add(int64(info[i].raw))
 		case err := <-f.Err():
 			gauges[i].queued.Add(-int64(info[i].events))
-			errs = append(errs, classify(err))
+			errs = append(errs, jspub.Classify(err))
 		case <-ctx.Done():
 			// The client may still resend these messages: their
 			// buffers are not reused.
@@ -74,46 +74,6 @@ func (q *Queue) Publish(ctx context.Context, entries []ingest.Entry) error {
 	q.m.published.Add(len(entries))
 	q.m.publishedMsgs.Add(len(msgs))
 	return nil
-}
-
-// publishAsync sends one message, retrying while the async window is
-// stalled: that is the client's back-pressure, not a failure.
-func (q *Queue) publishAsync(ctx context.Context, m *nats.Msg) (jetstream.PubAckFuture, error) {
-	for {
-		f, err := q.pubJS.PublishMsgAsync(m, jetstream.WithStallWait(200*time.Millisecond))
-		if err == nil {
-			return f, nil
-		}
-		if !errors.Is(err, jetstream.ErrTooManyStalledMsgs) {
-			return nil, fmt.Errorf("publish: %w", classify(err))
-		}
-		q.m.stalls.Inc()
-		select {
-		case <-q.pubJS.PublishAsyncComplete():
-		case <-time.After(50 * time.Millisecond):
-		case <-ctx.Done():
-			return nil, fmt.Errorf("publish: queue stalled: %w", ctx.Err())
-		}
-		if q.publishes.IsShut() {
-			return nil, fmt.Errorf("publish: %w", ingest.ErrClosed)
-		}
-	}
-}
-
-// classify maps server refusals for lack of room to ErrFull and a closed
-// connection to ErrClosed.
-func classify(err error) error {
-	var apiErr *jetstream.APIError
-	if errors.As(err, &apiErr) {
-		switch apiErr.ErrorCode {
-		case 10077, 10023, 10047: // store failed (stream full), insufficient resources, storage limits
-			return fmt.Errorf("%w: %v", ingest.ErrFull, err)
-		}
-	}
-	if errors.Is(err, nats.ErrConnectionClosed) || errors.Is(err, nats.ErrConnectionDraining) {
-		return fmt.Errorf("%w: %v", ingest.ErrClosed, err)
-	}
-	return err
 }
 
 // split frames entries into messages no larger than the payload limit,

@@ -18,6 +18,7 @@ import (
 	"github.com/vigil-k8s/vigil/ingest"
 	"github.com/vigil-k8s/vigil/ingest/internal/frames"
 	"github.com/vigil-k8s/vigil/ingest/internal/gate"
+	"github.com/vigil-k8s/vigil/ingest/internal/jspub"
 )
 
 // Names of the JetStream objects the queue uses.
@@ -29,14 +30,14 @@ const (
 	DeadLetterStream = "VIGIL_EVENTS_DEADLETTER"
 	DeadSubject      = "vigil.events.deadletter"
 	ConsumerName     = "detect"
-	HeaderCluster    = "Vigil-Cluster"
-	HeaderReason     = "Vigil-Reason"
+	HeaderCluster    = jspub.HeaderCluster
+	HeaderReason     = jspub.HeaderReason
 	// HeaderEncoding is "s2" on an event message whose body is compressed
 	// (S2 block format); without it the body is the frames as they are.
 	HeaderEncoding = "Vigil-Encoding"
 	// headerTruncated is the size of a dead-lettered item stored cut to
 	// the payload limit.
-	headerTruncated = "Vigil-Truncated"
+	headerTruncated = jspub.HeaderTruncated
 )
 
 // Defaults for Options.

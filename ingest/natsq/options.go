@@ -12,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/vigil-k8s/vigil/ingest"
+	"github.com/vigil-k8s/vigil/ingest/internal/jspub"
 	"github.com/vigil-k8s/vigil/ingest/partition"
 )
 
@@ -26,10 +27,10 @@ const (
 	consumerPrefix   = "detect-"
 	priorityGroup    = "vigil"
 	serviceName      = "vigil-" + EventStream
-	HeaderCluster    = "Vigil-Cluster"
-	HeaderReason     = "Vigil-Reason"
+	HeaderCluster    = jspub.HeaderCluster
+	HeaderReason     = jspub.HeaderReason
 	HeaderEncoding   = "Vigil-Encoding"
-	headerTruncated  = "Vigil-Truncated"
+	headerTruncated  = jspub.HeaderTruncated
 )
 
 // Defaults for Options.

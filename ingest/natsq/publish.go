@@ -4,14 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strconv"
-	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/vigil-k8s/vigil/ingest"
 	"github.com/vigil-k8s/vigil/ingest/internal/frames"
+	"github.com/vigil-k8s/vigil/ingest/internal/jspub"
 )
 
 // Publish implements ingest.Queue. Entries are grouped by cluster and
@@ -41,7 +40,7 @@ func (q *Queue) Publish(ctx context.Context, entries []ingest.Entry) error {
 	msgs, raw := q.split(entries)
 	futures := make([]jetstream.PubAckFuture, 0, len(msgs))
 	for _, m := range msgs {
-		f, err := q.publishAsync(ctx, m)
+		f, err := jspub.Async(ctx, q.pubJS, m, nil, q.publishes.IsShut)
 		if err != nil {
 			return err
 		}
@@ -52,7 +51,7 @@ func (q *Queue) Publish(ctx context.Context, entries []ingest.Entry) error {
 		select {
 		case <-f.Ok():
 		case err := <-f.Err():
-			errs = append(errs, classify(err))
+			errs = append(errs, jspub.Classify(err))
 		case <-ctx.Done():
 			// The client may still resend these messages: their buffers
 			// are not reused.
@@ -71,45 +70,6 @@ func (q *Queue) Publish(ctx context.Context, entries []ingest.Entry) error {
 	q.m.Published.Add(len(entries))
 	q.m.PublishedMsgs.Add(len(msgs))
 	return nil
-}
-
-// publishAsync sends one message, retrying while the async window is
-// stalled: that is the client's back-pressure, not a failure.
-func (q *Queue) publishAsync(ctx context.Context, m *nats.Msg) (jetstream.PubAckFuture, error) {
-	for {
-		f, err := q.pubJS.PublishMsgAsync(m, jetstream.WithStallWait(200*time.Millisecond))
-		if err == nil {
-			return f, nil
-		}
-		if !errors.Is(err, jetstream.ErrTooManyStalledMsgs) {
-			return nil, fmt.Errorf("publish: %w", classify(err))
-		}
-		select {
-		case <-q.pubJS.PublishAsyncComplete():
-		case <-time.After(50 * time.Millisecond):
-		case <-ctx.Done():
-			return nil, fmt.Errorf("publish: queue stalled: %w", ctx.Err())
-		}
-		if q.publishes.IsShut() {
-			return nil, fmt.Errorf("publish: %w", ingest.ErrClosed)
-		}
-	}
-}
-
-// classify maps server refusals for lack of room to ErrFull and a closed
-// connection to ErrClosed.
-func classify(err error) error {
-	var apiErr *jetstream.APIError
-	if errors.As(err, &apiErr) {
-		switch apiErr.ErrorCode {
-		case 10077, 10023, 10047: // store failed (stream full), insufficient resources, storage limits
-			return fmt.Errorf("%w: %v", ingest.ErrFull, err)
-		}
-	}
-	if errors.Is(err, nats.ErrConnectionClosed) || errors.Is(err, nats.ErrConnectionDraining) {
-		return fmt.Errorf("%w: %v", ingest.ErrClosed, err)
-	}
-	return err
 }
 
 // group is a message being filled: entries of one cluster and one token.
@@ -192,18 +152,9 @@ func (q *Queue) DeadLetter(ctx context.Context, items []ingest.DeadLetter) error
 	defer q.publishes.Leave()
 	limit := q.maxPayload - frameSlack
 	for _, it := range items {
-		m := nats.NewMsg(DeadSubject)
-		m.Header.Set(HeaderReason, it.Reason)
-		if it.Cluster != "" {
-			m.Header.Set(HeaderCluster, it.Cluster)
-		}
-		m.Data = it.Data
-		if len(m.Data) > limit {
-			m.Data = m.Data[:limit]
-			m.Header.Set(headerTruncated, strconv.Itoa(len(it.Data)))
-		}
+		m := jspub.DeadLetter(DeadSubject, it, limit)
 		if _, err := q.pubJS.PublishMsg(ctx, m); err != nil {
-			return fmt.Errorf("store dead letter: %w", classify(err))
+			return fmt.Errorf("store dead letter: %w", jspub.Classify(err))
 		}
 		q.m.Dead.Inc()
 	}

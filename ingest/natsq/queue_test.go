@@ -14,6 +14,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/vigil-k8s/vigil/ingest"
+	"github.com/vigil-k8s/vigil/ingest/internal/jstrim"
 	"github.com/vigil-k8s/vigil/ingest/internal/natstest"
 	"github.com/vigil-k8s/vigil/ingest/partition"
 	"github.com/vigil-k8s/vigil/ingest/queuetest"
@@ -333,8 +334,8 @@ func TestQueue_TrimsProcessedHistory(t *testing.T) {
 	if err != nil || n == 0 {
 		t.Fatalf("trim of a stream at %d of %d bytes, all processed: %d purged, %v", before.Bytes, 512<<10, n, err)
 	}
-	if after := stream(); float64(after.Bytes) > trimLow*float64(512<<10)*1.05 {
-		t.Errorf("stream at %d bytes after the trim, want about %.0f", after.Bytes, trimLow*float64(512<<10))
+	if after := stream(); float64(after.Bytes) > jstrim.Low*float64(512<<10)*1.05 {
+		t.Errorf("stream at %d bytes after the trim, want about %.0f", after.Bytes, jstrim.Low*float64(512<<10))
 	}
 	// Unprocessed events are kept whatever the fill.
 	publish(1000, 300)

@@ -6,72 +6,30 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/vigil-k8s/vigil/ingest/internal/jstrim"
 )
 
-// The event stream keeps processed events for window rebuilds (Retention)
-// but refuses new ones when full (MaxBytes), so that nothing unprocessed
-// is dropped. Processed history must then give way to new events: past
-// trimHigh of MaxBytes, the oldest messages every partition has
-// acknowledged are purged down to trimLow.
-const (
-	trimHigh     = 0.8
-	trimLow      = 0.6
-	trimInterval = 10 * time.Second
-)
+// trimInterval is how often the event stream is checked for room.
+const trimInterval = 10 * time.Second
 
-// trimLoop trims the event stream every trimInterval until the queue
-// closes.
+// trimLoop makes room in the event stream every trimInterval, purging
+// what every partition has processed (jstrim), until the queue closes.
 func (q *Queue) trimLoop() {
-	t := time.NewTicker(trimInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-q.done:
-			return
-		case <-t.C:
-			ctx, cancel := context.WithTimeout(context.Background(), trimInterval)
-			if n, err := q.trim(ctx); err != nil {
-				q.log.Warn("trim processed events", "err", err)
-			} else if n > 0 {
-				q.log.Info("trimmed processed events to make room", "messages", n)
-			}
-			cancel()
-		}
-	}
+	jstrim.Loop(q.done, trimInterval, q.log, q.trim)
 }
 
 // trim purges processed history when the stream is nearly full and
 // returns how many messages it purged.
 func (q *Queue) trim(ctx context.Context) (uint64, error) {
-	si, err := q.events.Info(ctx)
+	cons := make([]jetstream.Consumer, len(q.parts))
+	for i, p := range q.parts {
+		cons[i] = p.cons
+	}
+	n, err := jstrim.Purge(ctx, q.events, q.opts.MaxBytes, cons...)
 	if err != nil {
-		return 0, fmt.Errorf("read stream %s: %w", EventStream, err)
+		return 0, fmt.Errorf("trim %s: %w", EventStream, err)
 	}
-	st := si.State
-	if st.Msgs == 0 || float64(st.Bytes) < trimHigh*float64(q.opts.MaxBytes) {
-		return 0, nil
-	}
-	// Below bound every partition has acknowledged everything.
-	bound := st.LastSeq + 1
-	for _, p := range q.parts {
-		ci, err := p.cons.Info(ctx)
-		if err != nil {
-			return 0, fmt.Errorf("read consumer %s%d: %w", consumerPrefix, p.n, err)
-		}
-		if ci.NumPending > 0 || ci.NumAckPending > 0 {
-			bound = min(bound, ci.AckFloor.Stream+1)
-		}
-	}
-	avg := float64(st.Bytes) / float64(st.Msgs)
-	drop := uint64((float64(st.Bytes) - trimLow*float64(q.opts.MaxBytes)) / avg)
-	target := min(st.FirstSeq+drop, bound)
-	if target <= st.FirstSeq {
-		return 0, nil // what fills the stream is not processed yet
-	}
-	if err := q.events.Purge(ctx, jetstream.WithPurgeSequence(target)); err != nil {
-		return 0, fmt.Errorf("purge %s below %d: %w", EventStream, target, err)
-	}
-	n := target - st.FirstSeq
 	q.trimmed.Add(int(n))
 	return n, nil
 }

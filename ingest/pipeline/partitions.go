@@ -218,6 +218,7 @@ func (s *Server) losePartition(ctx context.Context, b partition.Batch) {
 		if err := s.flushPartition(ctx, ps, b.Ack != nil); err != nil {
 			s.log.Warn("hand over partition", "partition", b.Partition, "err", err)
 		}
+		ps.engine.Close()
 	}
 	s.engineMu.Unlock()
 	s.log.Info("partition lost", "partition", b.Partition)
@@ -275,7 +276,7 @@ func (s *Server) savePartition(ctx context.Context, ps *partState, now time.Time
 	if s.cfg.Snapshots == nil || ps.ahead || ps.pos == 0 {
 		return nil // nothing recorded yet, or more than the queue recorded
 	}
-	data, err := encodeSnapshot(ps, now)
+	data, err := encodeSnapshot(ps, now, hasFirstSeen(s.cfg.Rules))
 	if err == nil {
 		err = s.cfg.Snapshots.Save(ctx, ps.n, data)
 	}
