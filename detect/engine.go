@@ -48,6 +48,11 @@ type Options struct {
 	// vigil.bodyUnparsed), with why, in input order, from the goroutine
 	// that called Process or Run.
 	OnSalvage func(ingest.Record, error)
+	// Observe, when set, sees every record that decoded as an audit event,
+	// with the event, as a worker decoded it for matching: concurrently,
+	// in no order, the event valid only during the call. It is for work
+	// on every event that would otherwise read the input a second time.
+	Observe func(*ingest.Record, *ingest.Event)
 	// Metrics receives the engine's metrics (default: a private set).
 	Metrics *metrics.Set
 	Logger  *slog.Logger
@@ -181,7 +186,7 @@ func New(o Options) (*Engine, error) {
 	}
 	for range o.Workers {
 		e.workers = append(e.workers, &worker{rs: o.Rules, seed: e.seed, m: e.m, log: o.Logger, since: e.since, until: e.until,
-			dec: ingest.Decoder{Annotations: o.Rules.needAnnotations, Extra: o.Rules.needExtra}})
+			observe: o.Observe, dec: ingest.Decoder{Annotations: o.Rules.needAnnotations, Extra: o.Rules.needExtra}})
 	}
 	for range shardCount {
 		e.shards = append(e.shards, newShard(o.Lateness, max(1, o.MaxKeysPerRule/shardCount), o.DistinctExact, e.m))

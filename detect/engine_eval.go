@@ -52,6 +52,7 @@ type worker struct {
 	x            evalCtx
 	rs           *RuleSet
 	since, until int64
+	observe      func(*ingest.Record, *ingest.Event)
 	dec          ingest.Decoder
 	vm           vm.VM
 	seed         maphash.Seed
@@ -79,6 +80,9 @@ func (w *worker) one(rec *ingest.Record, r *result) {
 		ev.Cluster = rec.Cluster
 	}
 	r.salvaged = w.dec.Salvaged()
+	if w.observe != nil {
+		w.observe(rec, ev)
+	}
 	r.t = ev.Time().UnixNano()
 	if (w.since != 0 && r.t < w.since) || (w.until != 0 && r.t > w.until) {
 		r.skip = true

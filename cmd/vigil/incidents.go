@@ -96,22 +96,29 @@ func (fx *forensics) alert(al detect.Alert) {
 	fx.tracker.Observe(al)
 }
 
-// meter wraps the replay's reader to count its progress and, for
-// incidents, to note who wrote bindings and, for the report, the files, the
-// time range and the events over time.
+// meter wraps the replay's reader to count its progress and, for the
+// report, the events of each file.
 func (fx *forensics) meter(src ingest.Source, paths []string) *meter {
 	m := newMeter(src, paths)
-	if fx.tracker != nil {
-		m.onBatch = func(b ingest.Batch) {
-			for _, r := range b.Records {
-				fx.tracker.Scan(r.Data)
-			}
-			if fx.input != nil {
-				fx.input.batch(b)
-			}
-		}
+	if fx.input != nil {
+		m.onBatch = fx.input.batch
 	}
 	return m
+}
+
+// observe is the engine's Observe: for incidents, it notes who wrote
+// bindings and, for the report, the time range and the events over time.
+// nil when neither is asked for.
+func (fx *forensics) observe() func(*ingest.Record, *ingest.Event) {
+	if fx.tracker == nil {
+		return nil
+	}
+	return func(_ *ingest.Record, ev *ingest.Event) {
+		fx.tracker.Note(ev)
+		if fx.input != nil {
+			fx.input.event(ev.Time())
+		}
+	}
 }
 
 // finish writes the incidents and the report.
@@ -149,8 +156,9 @@ func (fx *forensics) finish() error {
 // maxActivityPoints bounds the report's series of events over time.
 const maxActivityPoints = 10_000
 
-// inputLog records what was read: events per file and over event time,
-// and the time range. batch runs in the reading goroutine.
+// inputLog records what was read: events per file (batch, in the reading
+// goroutine), over event time and the time range (event, from the
+// engine's workers).
 type inputLog struct {
 	mu       sync.Mutex
 	files    []report.File
@@ -166,26 +174,29 @@ func (l *inputLog) batch(b ingest.Batch) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	for _, r := range b.Records {
-		name := originFile(r.Origin)
-		if n := len(l.files); n == 0 || l.files[n-1].Name != name {
-			l.files = append(l.files, report.File{Name: strings.Clone(name)})
+		if n := len(l.files); n == 0 || !sameFile(r.Origin, l.files[n-1].Name) {
+			l.files = append(l.files, report.File{Name: strings.Clone(originFile(r.Origin))})
 		}
 		l.files[len(l.files)-1].Events++
-		t, ok := eventTime(r.Data)
-		if !ok {
-			continue
-		}
-		if s := t.Unix(); s != l.sec {
-			l.flush()
-			l.sec = s
-		}
-		l.n++
-		if l.from.IsZero() || t.Before(l.from) {
-			l.from = t
-		}
-		if t.After(l.to) {
-			l.to = t
-		}
+	}
+}
+
+func (l *inputLog) event(t time.Time) {
+	if t.IsZero() {
+		return
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if s := t.Unix(); s != l.sec {
+		l.flush()
+		l.sec = s
+	}
+	l.n++
+	if l.from.IsZero() || t.Before(l.from) {
+		l.from = t
+	}
+	if t.After(l.to) {
+		l.to = t
 	}
 }
 
@@ -215,6 +226,19 @@ func (l *inputLog) snapshot() inputSnapshot {
 	return s
 }
 
+// sameFile reports whether origin is in file, as originFile(origin) ==
+// file but cheaply for the common case: file, a colon, a line number.
+func sameFile(origin, file string) bool {
+	rest, ok := strings.CutPrefix(origin, file)
+	switch {
+	case !ok:
+		return false
+	case rest == "":
+		return strings.LastIndexByte(origin, ':') <= 0
+	}
+	return file != "" && rest[0] == ':' && strings.IndexByte(rest[1:], ':') < 0
+}
+
 // originFile is the file part of a record's origin ("file:line", "file:
 // item N").
 func originFile(origin string) string {
@@ -222,52 +246,4 @@ func originFile(origin string) string {
 		return origin[:i]
 	}
 	return origin
-}
-
-// timestampKey starts at a letter rare in audit events, so that the search
-// skips ahead with IndexByte: '"' is everywhere in JSON.
-var timestampKey = []byte(`ReceivedTimestamp"`)
-
-// eventTime finds an event's requestReceivedTimestamp without decoding the
-// event: the report needs only the time range and the activity, and this
-// runs on every event.
-func eventTime(data []byte) (time.Time, bool) {
-	// The apiserver writes the timestamps after the bodies, before the
-	// annotations: look near the end first.
-	if len(data) > tailBytes {
-		if t, ok := findEventTime(data[len(data)-tailBytes:]); ok {
-			return t, true
-		}
-	}
-	return findEventTime(data)
-}
-
-const tailBytes = 1024
-
-func findEventTime(data []byte) (time.Time, bool) {
-	for off := 0; ; {
-		i := bytes.Index(data[off:], timestampKey)
-		if i < 0 {
-			return time.Time{}, false
-		}
-		i += off
-		off = i + len(timestampKey)
-		if i < 8 || string(data[i-8:i]) != `"request` {
-			continue
-		}
-		rest := bytes.TrimLeft(data[off:], " \t\r\n")
-		if len(rest) == 0 || rest[0] != ':' {
-			continue
-		}
-		rest = bytes.TrimLeft(rest[1:], " \t\r\n")
-		if len(rest) == 0 || rest[0] != '"' {
-			return time.Time{}, false
-		}
-		end := bytes.IndexByte(rest[1:], '"')
-		if end < 0 {
-			return time.Time{}, false
-		}
-		t, err := time.Parse(time.RFC3339Nano, string(rest[1:1+end]))
-		return t, err == nil
-	}
 }

@@ -106,47 +106,31 @@ func TestReplay_ForensicFlagErrors(t *testing.T) {
 	}
 }
 
-func TestEventTime(t *testing.T) {
-	want := time.Date(2026, 11, 22, 6, 28, 11, 150446000, time.UTC)
-	tests := []struct {
-		name string
-		data string
-		ok   bool
-	}{
-		{"compact", `{"auditID":"a","requestReceivedTimestamp":"2026-11-22T06:28:11.150446Z","stageTimestamp":"x"}`, true},
-		{"spaced", `{"requestReceivedTimestamp" : "2026-11-22T06:28:11.150446Z"}`, true},
-		{"missing", `{"stageTimestamp":"2026-11-22T06:28:11.150446Z"}`, false},
-		{"not a time", `{"requestReceivedTimestamp":"yesterday"}`, false},
-		{"cut", `{"requestReceivedTimestamp":"2026-11-22T06:28`, false},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			got, ok := eventTime([]byte(tt.data))
-			if ok != tt.ok || (ok && !got.Equal(want)) {
-				t.Errorf("eventTime = %s, %v; want %s, %v", got, ok, want, tt.ok)
-			}
-		})
-	}
-	for origin, want := range map[string]string{"a/audit.log:12": "a/audit.log", "stdin:1": "stdin", "events.json: item 3": "events.json"} {
+func TestOriginFile(t *testing.T) {
+	for origin, want := range map[string]string{"a/audit.log:12": "a/audit.log", "stdin:1": "stdin",
+		"events.json: item 3": "events.json", "c:/logs/x.log:4": "c:/logs/x.log", "bare": "bare"} {
 		if got := originFile(origin); got != want {
 			t.Errorf("originFile(%q) = %q, want %q", origin, got, want)
+		}
+		for _, file := range []string{want, "a", "c:/logs/x.log:4", "stdin:1"} {
+			if got := sameFile(origin, file); got != (file == want) {
+				t.Errorf("sameFile(%q, %q) = %v, want %v", origin, file, got, file == want)
+			}
 		}
 	}
 }
 
 func TestInputLog(t *testing.T) {
-	ev := func(origin, ts string) ingest.Record {
-		return ingest.Record{Origin: origin, Data: []byte(`{"auditID":"x","requestReceivedTimestamp":"` + ts + `","stageTimestamp":"` + ts + `"}`)}
-	}
+	rec := func(origin string) ingest.Record { return ingest.Record{Origin: origin} }
 	l := &inputLog{activity: incident.NewSeries[string](100)}
-	l.batch(ingest.Batch{Records: []ingest.Record{
-		ev("a.log:1", "2026-11-22T06:00:00.5Z"), ev("a.log:2", "2026-11-22T06:00:00.7Z"), ev("a.log:3", "2026-11-22T06:00:02Z"),
-	}})
-	l.batch(ingest.Batch{Records: []ingest.Record{
-		ev("b.json: item 1", "2026-11-22T05:59:59Z"), {Origin: "b.json: item 2", Data: []byte(`{"auditID":"y"}`)},
-	}})
-	s := l.snapshot()
+	l.batch(ingest.Batch{Records: []ingest.Record{rec("a.log:1"), rec("a.log:2"), rec("a.log:3")}})
+	l.batch(ingest.Batch{Records: []ingest.Record{rec("b.json: item 1"), rec("b.json: item 2")}})
 	base := time.Date(2026, 11, 22, 6, 0, 0, 0, time.UTC)
+	for _, ms := range []int{500, 700, 2000, -1000} {
+		l.event(base.Add(time.Duration(ms) * time.Millisecond))
+	}
+	l.event(time.Time{}) // an event without a time
+	s := l.snapshot()
 	if fmt.Sprint(s.files) != "[{a.log 3} {b.json 2}]" || s.events != 5 {
 		t.Errorf("files %v, events %d", s.files, s.events)
 	}

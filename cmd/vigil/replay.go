@@ -234,6 +234,7 @@ func (a *app) replay(ctx context.Context, f replayFlags, args []string) error {
 		MaxKeysPerRule: cfg.Detect.MaxKeysPerRule, DistinctExact: cfg.Detect.DistinctExact, Since: since, Until: until,
 		OnReject:  func(r ingest.Record, err error) { _ = onError(r.Origin, err) },
 		OnSalvage: func(r ingest.Record, err error) { onSalvage(r.Origin, err) },
+		Observe:   fx.observe(),
 	})
 	if err != nil {
 		return err

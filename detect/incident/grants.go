@@ -1,7 +1,6 @@
 package incident
 
 import (
-	"bytes"
 	"slices"
 	"strings"
 	"sync"
@@ -19,7 +18,6 @@ const grantKeys = 1 << 16
 // author. scan and author may be called from different goroutines.
 type grants struct {
 	mu        sync.Mutex
-	dec       ingest.Decoder
 	cur, prev map[string]string
 }
 
@@ -27,34 +25,14 @@ func newGrants() *grants {
 	return &grants{cur: map[string]string{}, prev: map[string]string{}}
 }
 
-var (
-	uriKey       = []byte(`"requestURI":"`)
-	bindingsMark = []byte("bindings")
-)
-
-// scan looks at one raw event and remembers it if it wrote a binding. It
-// decodes only events whose requestURI (near the start of the event) names
-// bindings, so it costs little on the others.
-func (g *grants) scan(data []byte) {
-	head := data[:min(len(data), 4096)]
-	if i := bytes.Index(head, uriKey); i >= 0 {
-		uri := head[i+len(uriKey):]
-		if j := bytes.IndexByte(uri, '"'); j >= 0 {
-			uri = uri[:j]
-		}
-		if !bytes.Contains(uri, bindingsMark) {
-			return
-		}
-	} else if !bytes.Contains(head, bindingsMark) {
+// note remembers the event if it wrote a binding.
+func (g *grants) note(ev *ingest.Event) {
+	if (ev.ObjectRef.Resource != "rolebindings" && ev.ObjectRef.Resource != "clusterrolebindings") ||
+		!slices.Contains([]string{"create", "update", "patch"}, ev.Verb) || ev.ResponseStatus.Code >= 400 || ev.User.Username == "" {
 		return
 	}
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	ev, err := g.dec.Decode(data)
-	if err != nil || (ev.ObjectRef.Resource != "rolebindings" && ev.ObjectRef.Resource != "clusterrolebindings") ||
-		!slices.Contains([]string{"create", "update", "patch"}, ev.Verb) || ev.ResponseStatus.Code >= 400 || ev.User.Username == "" {
-		return
-	}
 	if len(g.cur) >= grantKeys/2 {
 		g.prev, g.cur = g.cur, g.prev
 		clear(g.cur)

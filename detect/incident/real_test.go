@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/vigil-k8s/vigil/detect"
+	"github.com/vigil-k8s/vigil/ingest"
 	"github.com/vigil-k8s/vigil/ingest/logfile"
 	"github.com/vigil-k8s/vigil/policies"
 )
@@ -28,7 +29,7 @@ func replay(t *testing.T, path string) ([]Incident, []detect.Alert, int) {
 	tr := NewTracker(Options{Idle: 24 * time.Hour, MaxIncidents: 10_000})
 	var changes []detect.Alert
 	alerts := 0
-	eng, err := detect.New(detect.Options{Rules: rs, Emit: func(al detect.Alert) error {
+	eng, err := detect.New(detect.Options{Rules: rs, Observe: func(_ *ingest.Record, ev *ingest.Event) { tr.Note(ev) }, Emit: func(al detect.Alert) error {
 		alerts++
 		if c, ok := tr.Observe(al); ok {
 			changes = append(changes, c.Alert())
@@ -45,9 +46,6 @@ func replay(t *testing.T, path string) ([]Incident, []detect.Alert, int) {
 	defer r.Close(context.Background())
 	for {
 		b, err := r.Read(t.Context())
-		for _, rec := range b.Records {
-			tr.Scan(rec.Data)
-		}
 		if perr := eng.Process(t.Context(), b); perr != nil {
 			t.Fatal(perr)
 		}

@@ -54,8 +54,8 @@ type Options struct {
 // Tracker groups alerts into incidents as they arrive: by identity, joined
 // by a union-find over identities linked by alerts (a binding used by its
 // subject, an impersonation, a token minted for a service account).
-// Observe and Incidents must be called from one goroutine at a time; Scan
-// may be called from another.
+// Observe and Incidents must be called from one goroutine at a time; Note
+// may be called from others, concurrently.
 type Tracker struct {
 	opts Options
 	// Union-find over identities; a freed node's index is reused.
@@ -69,7 +69,7 @@ type Tracker struct {
 	byAudit *recentEvents
 	// seen holds the fingerprints of recent alerts, to ignore repeats.
 	seen *ingest.Dedup[string]
-	// grants knows who wrote the bindings Scan saw.
+	// grants knows who wrote the bindings Note saw.
 	grants *grants
 	// latest is the newest alert time; sweep the event time of the last
 	// look for idle incidents.
@@ -208,12 +208,12 @@ func (l *level) fold(st *state) {
 	l.stages |= st.stages
 }
 
-// Scan looks at a raw event before detection takes it, to note who wrote
-// RoleBindings and ClusterRoleBindings: a correlation alert naming such a
-// write links its author even when the write raised no alert of its own
-// (suppressed as a repeat). It decodes only events whose requestURI names
-// bindings. Optional; safe to call concurrently with Observe.
-func (t *Tracker) Scan(data []byte) { t.grants.scan(data) }
+// Note looks at an event as detection decodes it (detect.Options.Observe),
+// to note who wrote RoleBindings and ClusterRoleBindings: a correlation
+// alert naming such a write links its author even when the write raised
+// no alert of its own (suppressed as a repeat). Optional; safe to call
+// concurrently with itself and with Observe.
+func (t *Tracker) Note(ev *ingest.Event) { t.grants.note(ev) }
 
 // Incidents returns every open incident, highest score first.
 func (t *Tracker) Incidents() []Incident {

@@ -4,9 +4,7 @@ import (
 	"bytes"
 	"compress/gzip"
 	"context"
-	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"syscall"
@@ -91,22 +89,11 @@ func replayCount(b *testing.B, rs *detect.RuleSet, src ingest.Source) int {
 	}
 	ctx := context.Background()
 	n := 0
-	for {
-		batch, err := src.Read(ctx)
-		n += len(batch.Records)
-		if len(batch.Records) > 0 {
-			eng.Process(ctx, batch)
-			if batch.Ack != nil {
-				batch.Ack(ctx, nil)
-			}
-		}
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			b.Fatal(err)
-		}
+	if err := eng.Run(ctx, src, func(batch ingest.Batch) error { n += len(batch.Records); return nil }); err != nil {
+		b.Fatal(err)
 	}
-	eng.Flush(ctx)
+	if err := eng.Flush(ctx); err != nil {
+		b.Fatal(err)
+	}
 	return n
 }

@@ -208,11 +208,6 @@ func (s *Server) process(ctx context.Context, b partition.Batch) error {
 		}
 		return aerr
 	}
-	if s.cfg.Incidents != nil {
-		for _, r := range b.Records {
-			s.cfg.Incidents.Scan(r.Data)
-		}
-	}
 	if err := ps.engine.Process(ctx, b.Batch); err != nil {
 		return err
 	}

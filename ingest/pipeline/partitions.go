@@ -36,8 +36,12 @@ type partState struct {
 
 // newPartState starts an engine for partition n.
 func (s *Server) newPartState(n int) (*partState, error) {
+	var observe func(*ingest.Record, *ingest.Event)
+	if s.cfg.Incidents != nil {
+		observe = func(_ *ingest.Record, ev *ingest.Event) { s.cfg.Incidents.Note(ev) }
+	}
 	e, err := detect.New(detect.Options{
-		Rules: s.cfg.Rules, Workers: s.cfg.Workers, Emit: s.emit, Metrics: s.set,
+		Rules: s.cfg.Rules, Workers: s.cfg.Workers, Emit: s.emit, Metrics: s.set, Observe: observe,
 		Logger: s.log.With("component", "detect"), Lateness: s.cfg.Lateness,
 		MaxKeysPerRule: s.cfg.MaxKeysPerRule, DistinctExact: s.cfg.DistinctExact,
 		// The queue drops duplicates, with larger bounds.
