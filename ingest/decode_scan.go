@@ -4,8 +4,6 @@ import (
 	"bytes"
 	"encoding/binary"
 	"math/bits"
-	"strconv"
-	"unicode/utf16"
 
 	"github.com/valyala/fastjson/fastfloat"
 
@@ -133,28 +131,17 @@ func (s *scanner) stringAt(i int) ([]byte, int, bool) {
 	if b[end] == '"' {
 		return b[start:end], end + 1, true
 	}
-	j := bytes.IndexByte(b[end:], '"')
-	if j < 0 {
+	// An escape: the string is unescaped into the decoder's buffer. When
+	// append moves the buffer, the strings already handed out keep the
+	// old one.
+	d := s.d
+	from := len(d.esc)
+	out, next, ok := jsonscan.AppendString(d.esc, b, i)
+	if !ok {
 		return nil, len(b), false
 	}
-	end += j
-	// An escaped quote does not end the string: an odd run of
-	// backslashes before it escapes it.
-	for {
-		k := end
-		for k > start && b[k-1] == '\\' {
-			k--
-		}
-		if (end-k)%2 == 0 {
-			break
-		}
-		j = bytes.IndexByte(b[end+1:], '"')
-		if j < 0 {
-			return nil, len(b), false
-		}
-		end += 1 + j
-	}
-	return s.unescape(b[start:end]), end + 1, true
+	d.esc = out
+	return out[from:len(out):len(out)], next, true
 }
 
 // quoteOrEscape returns the index of the first '"' or '\\' in b from i,
@@ -187,71 +174,6 @@ func quoteOrEscape(b []byte, i int) int {
 		return -1
 	}
 	return i + j
-}
-
-// unescape is fastjson's unescapeStringBestEffort, writing to the
-// decoder's escape buffer.
-func (s *scanner) unescape(raw []byte) []byte {
-	d := s.d
-	from := len(d.esc)
-	out := d.esc
-	for len(raw) > 0 {
-		n := bytes.IndexByte(raw, '\\')
-		if n < 0 {
-			out = append(out, raw...)
-			break
-		}
-		out = append(out, raw[:n]...)
-		ch := raw[n+1]
-		raw = raw[n+2:]
-		switch ch {
-		case '"', '\\', '/':
-			out = append(out, ch)
-		case 'b':
-			out = append(out, '\b')
-		case 'f':
-			out = append(out, '\f')
-		case 'n':
-			out = append(out, '\n')
-		case 'r':
-			out = append(out, '\r')
-		case 't':
-			out = append(out, '\t')
-		case 'u':
-			if len(raw) < 4 {
-				out = append(out, `\u`...)
-				break
-			}
-			xs := raw[:4]
-			x, err := strconv.ParseUint(b2s(xs), 16, 16)
-			if err != nil {
-				out = append(out, `\u`...)
-				break
-			}
-			raw = raw[4:]
-			if !utf16.IsSurrogate(rune(x)) {
-				out = append(out, string(rune(x))...)
-				break
-			}
-			if len(raw) < 6 || raw[0] != '\\' || raw[1] != 'u' {
-				out = append(append(out, `\u`...), xs...)
-				break
-			}
-			x1, err := strconv.ParseUint(b2s(raw[2:6]), 16, 16)
-			if err != nil {
-				out = append(append(out, `\u`...), xs...)
-				break
-			}
-			out = append(out, string(utf16.DecodeRune(rune(x), rune(x1)))...)
-			raw = raw[6:]
-		default:
-			out = append(out, '\\', ch)
-		}
-	}
-	// When append moved the buffer, the strings already handed out keep
-	// the old one.
-	d.esc = out
-	return out[from:len(out):len(out)]
 }
 
 // strs appends the strings of the array at b[i] as appendStrings does

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every fuzz target for a bounded time, one after the other: the JSON
-# scanner, the event decoder, the webhook body splitter, the rule loader and
-# the config loader. A crash stops the script with go test's report; the
+# scanner, the event decoder, the webhook body splitter, the one-pass readers
+# of EKS and AKS records (against the parser), the rule loader and the
+# config loader. A crash stops the script with go test's report; the
 # failing input is written under the package's testdata/fuzz/FuzzX/, where
 # it stays as a regression case for plain `go test`.
 #
@@ -21,6 +22,9 @@ targets=(
 	"./ingest FuzzDecode"
 	"./ingest FuzzParseTime"
 	"./ingest/webhook FuzzParseBody"
+	"./ingest/internal/jsonscan FuzzAppendString"
+	"./ingest/envelope FuzzFastCloudWatch"
+	"./ingest/envelope FuzzFastAKS"
 	"./detect FuzzRuleFile"
 	"./cmd/vigil FuzzConfig"
 )

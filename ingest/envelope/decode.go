@@ -62,8 +62,12 @@ type Decoder struct {
 
 	parsers [3]fastjson.Parser // by nesting: file value, wrapped payload, inner payload
 	msg     fastjson.Parser
-	arena   fastjson.Arena
-	zr      *gzip.Reader
+	// cw and cwBuf hold the log events fastCloudWatch read and their
+	// messages, or the log fastAKS read.
+	cw    []cwEvent
+	cwBuf []byte
+	arena fastjson.Arena
+	zr    *gzip.Reader
 }
 
 // skippedObject is what AKS writes in place of a request or response
@@ -95,6 +99,16 @@ func (d *Decoder) Value(data []byte, origin string, cut bool) error {
 func (d *Decoder) value(data []byte, origin string, cut bool, depth int) error {
 	if depth >= len(d.parsers) {
 		return d.bad(origin, fmt.Errorf("%w: envelopes nested too deep", ErrNotEnvelope), data)
+	}
+	if !cut && (d.Format == Auto || d.Format == "" || d.Format == EKS) {
+		if ok, err := d.fastCloudWatch(data, origin); ok {
+			return err
+		}
+	}
+	if !cut && (d.Format == Auto || d.Format == "" || d.Format == AKS) {
+		if ok, err := d.fastAKS(data, origin); ok {
+			return err
+		}
 	}
 	v, err := d.parsers[depth].ParseBytes(data)
 	if err != nil || cut {

@@ -157,26 +157,33 @@ func eventTime(v *fastjson.Value, keys ...string) time.Time {
 	return time.Time{}
 }
 
+// cloudWatchMessage is a CloudWatch Logs subscription message, its members
+// in the order AWS writes them.
+type cloudWatchMessage struct {
+	MessageType         string            `json:"messageType"`
+	Owner               string            `json:"owner"`
+	LogGroup            string            `json:"logGroup"`
+	LogStream           string            `json:"logStream"`
+	SubscriptionFilters []string          `json:"subscriptionFilters"`
+	LogEvents           []CloudWatchEvent `json:"logEvents"`
+}
+
 // EKSMessage returns the CloudWatch Logs subscription DATA_MESSAGE of a
 // cluster's audit events (uncompressed JSON; subscriptions gzip it).
 func EKSMessage(opts EncodeOptions, events []CloudWatchEvent) []byte {
 	opts.defaults()
-	msg, _ := json.Marshal(map[string]any{
-		"messageType": "DATA_MESSAGE", "owner": opts.Account,
-		"logGroup": "/aws/eks/" + opts.Cluster + "/cluster", "logStream": "kube-apiserver-audit-0123456789abcdef0123456789abcdef",
-		"subscriptionFilters": []string{"vigil"}, "logEvents": events,
-	})
+	msg, _ := json.Marshal(cloudWatchMessage{MessageType: "DATA_MESSAGE", Owner: opts.Account,
+		LogGroup: "/aws/eks/" + opts.Cluster + "/cluster", LogStream: "kube-apiserver-audit-0123456789abcdef0123456789abcdef",
+		SubscriptionFilters: []string{"vigil"}, LogEvents: events})
 	return msg
 }
 
 // EKSControlMessage is the heartbeat a subscription sends first.
 func EKSControlMessage(opts EncodeOptions) []byte {
 	opts.defaults()
-	msg, _ := json.Marshal(map[string]any{
-		"messageType": "CONTROL_MESSAGE", "owner": "CloudwatchLogs", "logGroup": "", "logStream": "",
-		"subscriptionFilters": []string{}, "logEvents": []CloudWatchEvent{{ID: "", Timestamp: time.Now().UnixMilli(),
-			Message: "CWL CONTROL MESSAGE: Checking health of destination Firehose."}},
-	})
+	msg, _ := json.Marshal(cloudWatchMessage{MessageType: "CONTROL_MESSAGE", Owner: "CloudwatchLogs",
+		SubscriptionFilters: []string{}, LogEvents: []CloudWatchEvent{{ID: "", Timestamp: time.Now().UnixMilli(),
+			Message: "CWL CONTROL MESSAGE: Checking health of destination Firehose."}}})
 	return msg
 }
 
