@@ -18,7 +18,16 @@ import (
 // (.../providers/Microsoft.ContainerService/managedClusters/NAME), or "".
 func AKSCluster(resourceID string) string {
 	const marker = "/managedclusters/"
-	i := strings.LastIndex(strings.ToLower(resourceID), marker)
+	// Lower-cased byte by byte in ASCII only, so that its indexes are the
+	// ID's: other letters, and bytes that are not UTF-8, can change length
+	// when lower-cased.
+	lower := []byte(resourceID)
+	for j, c := range lower {
+		if c >= 'A' && c <= 'Z' {
+			lower[j] = c + 'a' - 'A'
+		}
+	}
+	i := strings.LastIndex(string(lower), marker)
 	if i < 0 {
 		return ""
 	}

@@ -188,3 +188,17 @@ func FuzzFastAKS(f *testing.F) {
 		}
 	})
 }
+
+func TestAKSCluster(t *testing.T) {
+	for id, want := range map[string]string{
+		"/subscriptions/x/resourceGroups/rg/providers/Microsoft.ContainerService/managedClusters/Prod-1": "Prod-1",
+		"/SUBSCRIPTIONS/X/PROVIDERS/MICROSOFT.CONTAINERSERVICE/MANAGEDCLUSTERS/AKS1/extra":               "AKS1",
+		"\xff/MANAGEDCLUSTERS/":       "",
+		"/İstanbul/managedClusters/c": "c",
+		"/subscriptions/x":            "",
+	} {
+		if got := AKSCluster(id); got != want {
+			t.Errorf("AKSCluster(%q) = %q, want %q", id, got, want)
+		}
+	}
+}
