@@ -69,9 +69,12 @@ func (s *Server) loadSnapshot(ctx context.Context, ps *partState, span time.Dura
 	if err := json.Unmarshal(line, &h); err != nil {
 		return false, fmt.Errorf("saved state of partition %d: header: %w", ps.n, err)
 	}
-	if h.Version < 1 || h.Version > snapshotVersion || h.Partition != ps.n || h.Pos == 0 || h.Windows > len(body) {
+	if h.Version < 1 || h.Version > snapshotVersion || h.Partition != ps.n || h.Pos == 0 {
 		return false, fmt.Errorf("saved state of partition %d: version %d of partition %d at %d, want version %d",
 			ps.n, h.Version, h.Partition, h.Pos, snapshotVersion)
+	}
+	if h.Windows < 0 || h.Windows > len(body) {
+		return false, fmt.Errorf("saved state of partition %d: window state of %d bytes in %d", ps.n, h.Windows, len(body))
 	}
 	if h.Version == 1 {
 		h.Windows = len(body)

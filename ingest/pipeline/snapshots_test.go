@@ -66,6 +66,7 @@ func TestLoadSnapshot(t *testing.T) {
 		{name: "older than the span", stored: data, span: time.Nanosecond},
 		{name: "of another partition", stored: []byte(strings.Replace(string(data), `"partition":1`, `"partition":0`, 1)), span: time.Hour, err: "of partition 0"},
 		{name: "not a saved state", stored: []byte("{}\n{}"), span: time.Hour, err: "version 0"},
+		{name: "windows out of range", stored: []byte(strings.Replace(string(data), `"windows":`, `"windows":-`, 1)), span: time.Hour, err: "window state of -"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if tc.stored != nil {
