@@ -79,7 +79,7 @@ func (c *condCompiler) nativeCond(n ast.Node) (condFn, error) {
 	case *ast.BuiltinNode:
 		return c.quantifier(n)
 	case *ast.VariableDeclaratorNode:
-		return c.let(n)
+		return letIn(c, n, c.cond)
 	case *ast.IdentifierNode, *ast.MemberNode:
 		if get, ok := boolFields[fieldPath(n)]; ok && !c.shadowed(n) {
 			return func(x *evalCtx) (bool, bool) { return get(x.ev), true }, nil
@@ -494,25 +494,28 @@ func (c *condCompiler) quantifier(n *ast.BuiltinNode) (condFn, error) {
 	}, nil
 }
 
-// let compiles `let name = value; expr` where value is a string.
-func (c *condCompiler) let(n *ast.VariableDeclaratorNode) (condFn, error) {
+// letIn compiles `let name = value; expr` where value is a string and
+// body compiles expr (a condition, a string).
+func letIn[T any, F ~func(*evalCtx) (T, bool)](c *condCompiler, n *ast.VariableDeclaratorNode, body func(ast.Node) (F, error)) (F, error) {
+	var none F
 	val, err := c.str(n.Value)
 	if err != nil {
-		return nil, err
+		return none, err
 	}
 	slot, restore := c.declare(n.Name)
 	defer restore()
-	body, err := c.cond(n.Expr)
+	expr, err := body(n.Expr)
 	if err != nil {
-		return nil, err
+		return none, err
 	}
-	return func(x *evalCtx) (bool, bool) {
+	return func(x *evalCtx) (T, bool) {
 		v, ok := val(x)
 		if !ok {
-			return false, false
+			var zero T
+			return zero, false
 		}
 		x.setVar(slot, v)
-		return body(x)
+		return expr(x)
 	}, nil
 }
 

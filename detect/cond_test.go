@@ -152,10 +152,10 @@ func (r *Rule) programs() []*program {
 	return out
 }
 
-// TestQuantifiers_GoFormMatchesTheVM compiles any, all and none over
-// lists of strings in Go and checks each verdict against the VM's and the
+// TestGoForms_MatchTheVM compiles any, all and none over lists of
+// strings and let in Go, and checks each verdict against the VM's and the
 // expected one, including a predicate part only the VM can run.
-func TestQuantifiers_GoFormMatchesTheVM(t *testing.T) {
+func TestGoForms_MatchTheVM(t *testing.T) {
 	events := map[string][]byte{
 		"exec cat": ev("a", 0, "alice", "create", "pods", 200, "requestURI",
 			"/api/v1/namespaces/ns/pods/p/exec?command=cat&command=%2Froot%2F.ssh%2Fid_rsa"),
@@ -177,6 +177,9 @@ func TestQuantifiers_GoFormMatchesTheVM(t *testing.T) {
 		// The predicate's second half has no Go form: it runs on the VM
 		// without the element.
 		{`any(split(execCommand(requestURI), " "), # == "ls" && len(user.groups) > 0)`, map[string]bool{"exec ls": true}},
+		// let, of a condition and of a string.
+		{`let u = user.username; u startsWith "al" && any(queryParam(requestURI, "command"), # == "ls")`, map[string]bool{"exec ls": true}},
+		{`(let c = execCommand(requestURI); c + "!") == "cat /root/.ssh/id_rsa!"`, map[string]bool{"exec cat": true}},
 		// A predicate of its own inside: its # is the VM's.
 		{`any(split(execCommand(requestURI), " "), any(split(#, "/"), # == ".ssh"))`, map[string]bool{"exec cat": true}},
 	}

@@ -131,24 +131,7 @@ func (c *condCompiler) str(n ast.Node) (strFn, error) {
 			return c.str(n.Arguments[0])
 		}
 	case *ast.VariableDeclaratorNode:
-		val, err := c.str(n.Value)
-		if err != nil {
-			return nil, err
-		}
-		slot, restore := c.declare(n.Name)
-		defer restore()
-		body, err := c.str(n.Expr)
-		if err != nil {
-			return nil, err
-		}
-		return func(x *evalCtx) (string, bool) {
-			v, ok := val(x)
-			if !ok {
-				return "", false
-			}
-			x.setVar(slot, v)
-			return body(x)
-		}, nil
+		return letIn(c, n, c.str)
 	}
 	if get, ok := stringFields[fieldPath(n)]; ok && !c.shadowed(n) {
 		return func(x *evalCtx) (string, bool) { return get(x.ev), true }, nil
