@@ -153,15 +153,7 @@ func decodeSink(field string, n *yaml.Node) (SinkConfig, error) {
 	if n.Kind != yaml.MappingNode {
 		return sc, sinkutil.Fieldf(field, "must be a mapping with name and type (line %d)", n.Line)
 	}
-	common := &yaml.Node{Kind: yaml.MappingNode, Tag: "!!map", Line: n.Line, Column: n.Column}
-	typed := &yaml.Node{Kind: yaml.MappingNode, Tag: "!!map", Line: n.Line, Column: n.Column}
-	for i := 0; i+1 < len(n.Content); i += 2 {
-		dst := typed
-		if commonKeys[n.Content[i].Value] {
-			dst = common
-		}
-		dst.Content = append(dst.Content, n.Content[i], n.Content[i+1])
-	}
+	common, typed := sinkutil.SplitMapping(n, commonKeys)
 	if err := sinkutil.DecodeStrict(field, common, &sc); err != nil {
 		return sc, err
 	}

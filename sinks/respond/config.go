@@ -181,15 +181,7 @@ func decodeAction(field string, n *yaml.Node) (Action, error) {
 	if n.Kind != yaml.MappingNode {
 		return a, sinkutil.Fieldf(field, "must be a mapping with a type (line %d)", n.Line)
 	}
-	common := &yaml.Node{Kind: yaml.MappingNode, Tag: "!!map", Line: n.Line, Column: n.Column}
-	typed := &yaml.Node{Kind: yaml.MappingNode, Tag: "!!map", Line: n.Line, Column: n.Column}
-	for i := 0; i+1 < len(n.Content); i += 2 {
-		dst := typed
-		if actionKeys[n.Content[i].Value] {
-			dst = common
-		}
-		dst.Content = append(dst.Content, n.Content[i], n.Content[i+1])
-	}
+	common, typed := sinkutil.SplitMapping(n, actionKeys)
 	if err := sinkutil.DecodeStrict(field, common, &a); err != nil {
 		return a, err
 	}

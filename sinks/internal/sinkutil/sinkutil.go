@@ -227,6 +227,21 @@ func HTTPClient(timeout time.Duration, t TLS) (*http.Client, error) {
 	return &http.Client{Timeout: timeout, Transport: tr}, nil
 }
 
+// SplitMapping splits a mapping node in two: the keys common names, and
+// the rest (the settings of one type), each keeping n's position.
+func SplitMapping(n *yaml.Node, common map[string]bool) (commonNode, typedNode *yaml.Node) {
+	commonNode = &yaml.Node{Kind: yaml.MappingNode, Tag: "!!map", Line: n.Line, Column: n.Column}
+	typedNode = &yaml.Node{Kind: yaml.MappingNode, Tag: "!!map", Line: n.Line, Column: n.Column}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		dst := typedNode
+		if common[n.Content[i].Value] {
+			dst = commonNode
+		}
+		dst.Content = append(dst.Content, n.Content[i], n.Content[i+1])
+	}
+	return commonNode, typedNode
+}
+
 // DecodeStrict decodes n into v (a pointer to a struct) and reports every
 // key that v has no field for, with its path below prefix and its line.
 func DecodeStrict(prefix string, n *yaml.Node, v any) error {
