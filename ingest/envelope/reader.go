@@ -11,8 +11,6 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"regexp"
-	"sort"
 	"strings"
 
 	"github.com/vigil-k8s/vigil/ingest"
@@ -122,14 +120,10 @@ func Open(paths []string, stdin io.Reader, opts Options) (*Reader, error) {
 	return r, errors.Join(errs...)
 }
 
-var rotatedStamp = regexp.MustCompile(`\d{4}-\d{2}-\d{2}T\d{2}-\d{2}-\d{2}(\.\d+)?`)
-
-// walk lists a directory tree's regular, non-hidden files: rotated audit
-// logs by the time in their name first (as ingest/logfile orders them),
-// then the rest by path.
+// walk lists a directory tree's regular, non-hidden files, rotated audit
+// logs first, as ingest/logfile orders them (logfile.SortRotated).
 func walk(dir string) ([]string, error) {
-	type f struct{ stamp, path string }
-	var files []f
+	var files []string
 	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
@@ -141,28 +135,15 @@ func walk(dir string) ([]string, error) {
 			return nil
 		}
 		if d.Type().IsRegular() {
-			files = append(files, f{rotatedStamp.FindString(d.Name()), path})
+			files = append(files, path)
 		}
 		return nil
 	})
 	if err != nil {
 		return nil, fmt.Errorf("open input: %w", err)
 	}
-	sort.Slice(files, func(i, j int) bool {
-		a, b := files[i], files[j]
-		if (a.stamp == "") != (b.stamp == "") {
-			return a.stamp != ""
-		}
-		if a.stamp != b.stamp {
-			return a.stamp < b.stamp
-		}
-		return a.path < b.path
-	})
-	out := make([]string, len(files))
-	for i, x := range files {
-		out[i] = x.path
-	}
-	return out, nil
+	logfile.SortRotated(files)
+	return files, nil
 }
 
 // Counts returns what was read from each provider's envelopes (Audit:

@@ -133,36 +133,41 @@ func isLogName(name string) bool {
 	return strings.Contains(name, ".log")
 }
 
-// dirFiles lists a directory's regular, non-hidden log files: rotated ones by
-// the timestamp in their name, then the rest (the live file) by name.
+// dirFiles lists a directory's regular, non-hidden log files in
+// SortRotated's order.
 func dirFiles(dir string) ([]string, error) {
 	entries, err := os.ReadDir(dir)
 	if err != nil {
 		return nil, fmt.Errorf("open input: %w", err)
 	}
-	type f struct{ stamp, name string }
-	var files []f
+	var out []string
 	for _, e := range entries {
-		if !e.Type().IsRegular() || strings.HasPrefix(e.Name(), ".") || !isLogName(e.Name()) {
-			continue
+		if e.Type().IsRegular() && !strings.HasPrefix(e.Name(), ".") && isLogName(e.Name()) {
+			out = append(out, filepath.Join(dir, e.Name()))
 		}
-		files = append(files, f{rotatedStamp.FindString(e.Name()), e.Name()})
 	}
-	sort.Slice(files, func(i, j int) bool {
-		a, b := files[i], files[j]
-		if (a.stamp == "") != (b.stamp == "") {
-			return a.stamp != ""
-		}
-		if a.stamp != b.stamp {
-			return a.stamp < b.stamp
-		}
-		return a.name < b.name
-	})
-	out := make([]string, len(files))
-	for i, x := range files {
-		out[i] = filepath.Join(dir, x.name)
-	}
+	SortRotated(out)
 	return out, nil
+}
+
+// SortRotated orders log files as they were written: rotated ones by the
+// timestamp in their name (audit-2026-11-22T06-00-00.123.log), then the
+// rest (the live file) by path.
+func SortRotated(paths []string) {
+	stamp := make(map[string]string, len(paths))
+	for _, p := range paths {
+		stamp[p] = rotatedStamp.FindString(filepath.Base(p))
+	}
+	sort.SliceStable(paths, func(i, j int) bool {
+		a, b := stamp[paths[i]], stamp[paths[j]]
+		if (a == "") != (b == "") {
+			return a != ""
+		}
+		if a != b {
+			return a < b
+		}
+		return paths[i] < paths[j]
+	})
 }
 
 // arenaSize holds a default batch of typical events; a line that does not
