@@ -25,6 +25,7 @@ targets=(
 	"./ingest/internal/jsonscan FuzzAppendString"
 	"./ingest/envelope FuzzFastCloudWatch"
 	"./ingest/envelope FuzzFastAKS"
+	"./ingest/envelope FuzzFastGKE"
 	"./detect FuzzRuleFile"
 	"./cmd/vigil FuzzConfig"
 )

@@ -66,8 +66,13 @@ type Decoder struct {
 	// messages, or the log fastAKS read.
 	cw    []cwEvent
 	cwBuf []byte
-	arena fastjson.Arena
-	zr    *gzip.Reader
+	// gke holds what fastGKE read; gkeBuf the strings it unescaped;
+	// gkeCluster the last cluster name it read.
+	gke        gkeFields
+	gkeBuf     []byte
+	gkeCluster string
+	arena      fastjson.Arena
+	zr         *gzip.Reader
 }
 
 // skippedObject is what AKS writes in place of a request or response
@@ -107,6 +112,11 @@ func (d *Decoder) value(data []byte, origin string, cut bool, depth int) error {
 	}
 	if !cut && (d.Format == Auto || d.Format == "" || d.Format == AKS) {
 		if ok, err := d.fastAKS(data, origin); ok {
+			return err
+		}
+	}
+	if !cut && (d.Format == Auto || d.Format == "" || d.Format == GKE) {
+		if ok, err := d.fastGKE(data, origin); ok {
 			return err
 		}
 	}

@@ -1,6 +1,9 @@
 package jsonscan
 
 import (
+	"encoding/binary"
+	"math/bits"
+	"slices"
 	"unicode/utf16"
 	"unicode/utf8"
 )
@@ -17,58 +20,92 @@ func AppendString(dst, b []byte, i int) (out []byte, end int, ok bool) {
 		return dst, i, false
 	}
 	i++
+	// The value is never longer than what is left of b, so dst grows once
+	// and the loop writes by index: eight bytes at a time between escapes
+	// (a word may be written past the run; the next write covers it).
+	dst = slices.Grow(dst, len(b)-i+8)
+	w := len(dst)
+	buf := dst[:cap(dst)]
 	for {
-		// Copy the run up to the next quote or backslash.
-		start := i
-		for i < len(b) && b[i] != '"' && b[i] != '\\' {
-			i++
+		for i+8 <= len(b) {
+			x := binary.LittleEndian.Uint64(b[i:])
+			binary.LittleEndian.PutUint64(buf[w:], x)
+			m := zeroBytes(x^quotes) | zeroBytes(x^backslashes)
+			if m == 0 {
+				i += 8
+				w += 8
+				continue
+			}
+			n := bits.TrailingZeros64(m) >> 3
+			i += n
+			w += n
+			break
 		}
-		dst = append(dst, b[start:i]...)
+		for i < len(b) && b[i] != '"' && b[i] != '\\' {
+			buf[w] = b[i]
+			i++
+			w++
+		}
 		if i >= len(b) {
-			return dst, i, false
+			return buf[:w], i, false
 		}
 		if b[i] == '"' {
-			return dst, i + 1, true
+			return buf[:w], i + 1, true
 		}
 		// An escape; as fastjson does, one it does not know is kept as
 		// written.
 		if i+1 >= len(b) {
-			return dst, i, false
+			return buf[:w], i, false
 		}
 		c := b[i+1]
 		i += 2
 		switch c {
 		case '"', '\\', '/':
-			dst = append(dst, c)
+			buf[w] = c
 		case 'b':
-			dst = append(dst, '\b')
+			buf[w] = '\b'
 		case 'f':
-			dst = append(dst, '\f')
+			buf[w] = '\f'
 		case 'n':
-			dst = append(dst, '\n')
+			buf[w] = '\n'
 		case 'r':
-			dst = append(dst, '\r')
+			buf[w] = '\r'
 		case 't':
-			dst = append(dst, '\t')
+			buf[w] = '\t'
 		case 'u':
 			r, n := unicodeEscape(b[i:])
-			if n == 0 {
-				dst = append(dst, '\\', 'u')
-				continue
-			}
-			if r < 0 {
+			switch {
+			case n == 0:
+				w += copy(buf[w:], `\u`)
+			case r < 0:
 				// A lone surrogate: kept as written.
-				dst = append(dst, '\\', 'u')
-				dst = append(dst, b[i:i+4]...)
+				w += copy(buf[w:], b[i-2:i+4])
 				i += 4
-				continue
+			default:
+				w += utf8.EncodeRune(buf[w:], r)
+				i += n
 			}
-			dst = utf8.AppendRune(dst, r)
-			i += n
+			continue
 		default:
-			dst = append(dst, '\\', c)
+			buf[w] = '\\'
+			buf[w+1] = c
+			w++
 		}
+		w++
 	}
+}
+
+const (
+	ones        = 0x0101010101010101
+	highs       = 0x8080808080808080
+	quotes      = '"' * ones
+	backslashes = '\\' * ones
+)
+
+// zeroBytes has the high bit set in the lowest byte of x that is zero (and
+// maybe in higher ones, which a borrow can mark: only the lowest counts).
+func zeroBytes(x uint64) uint64 {
+	return (x - ones) &^ x & highs
 }
 
 // unicodeEscape reads the four hex digits after \u at the start of b, and

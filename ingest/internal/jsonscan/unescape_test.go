@@ -2,6 +2,11 @@ package jsonscan
 
 import (
 	"bytes"
+	"compress/gzip"
+	"encoding/json"
+	"io"
+	"os"
+	"path/filepath"
 	"testing"
 
 	"github.com/valyala/fastjson"
@@ -50,4 +55,40 @@ func FuzzAppendString(f *testing.F) {
 		}
 		sameAsFastjson(t, b)
 	})
+}
+
+// BenchmarkAppendString unescapes an audit event carried as a JSON string,
+// as EKS and AKS carry them: go test -bench AppendString ./ingest/internal/jsonscan/
+func BenchmarkAppendString(b *testing.B) {
+	gz, err := os.ReadFile(filepath.Join("..", "..", "..", "testdata", "real-apiserver", "run5", "audit.log.gz"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	zr, err := gzip.NewReader(bytes.NewReader(gz))
+	if err != nil {
+		b.Fatal(err)
+	}
+	raw, err := io.ReadAll(zr)
+	if err != nil {
+		b.Fatal(err)
+	}
+	var quoted [][]byte
+	size := 0
+	for _, l := range bytes.Split(raw, []byte{'\n'}) {
+		if len(l) > 0 {
+			q, _ := json.Marshal(string(l))
+			quoted = append(quoted, q)
+			size += len(q)
+		}
+	}
+	b.SetBytes(int64(size))
+	var dst []byte
+	for b.Loop() {
+		for _, q := range quoted {
+			var ok bool
+			if dst, _, ok = AppendString(dst[:0], q, 0); !ok {
+				b.Fatalf("%.80s: not read", q)
+			}
+		}
+	}
 }
