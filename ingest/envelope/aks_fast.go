@@ -18,7 +18,7 @@ func (d *Decoder) fastAKS(data []byte, origin string) (bool, error) {
 	var category, resourceID, at []byte
 	log := [2]int{-1, -1}
 	seen, first := 0, true
-	d.cwBuf = d.cwBuf[:0]
+	mark := len(d.Out)
 	end, err := jsonscan.Members(data, 0, func(name []byte, start int) (int, error) {
 		bit := memberBit(name, "category", "time", "resourceId", "properties", "operationName",
 			"messageType", "awslogs", "logEvents", "events", "records")
@@ -49,23 +49,25 @@ func (d *Decoder) fastAKS(data []byte, origin string) (bool, error) {
 		return end, nil
 	})
 	if err != nil || seen&1 == 0 || log[0] < 0 || jsonscan.End(data, end) != nil {
+		d.Out = d.Out[:mark]
 		return false, nil
 	}
 	switch string(category) {
 	case "kube-audit", "kube-audit-admin":
 	default:
+		d.Out = d.Out[:mark]
 		d.skip(origin, "AKS log category "+string(category)+" is not an audit log")
 		return true, nil
 	}
-	m := meta{provider: AKS, origin: origin, cluster: AKSCluster(string(resourceID))}
+	m := meta{provider: AKS, origin: origin, cluster: d.aksCluster.get(resourceID, AKSCluster)}
 	if t, err := time.Parse(time.RFC3339Nano, string(at)); err == nil {
 		m.at = t
 	}
-	return true, d.auditMessage(d.cwBuf[log[0]:log[1]:log[1]], m)
+	return true, d.auditMessage(d.Out[log[0]:log[1]:log[1]], m)
 }
 
 // fastAKSProperties reads the properties object, its log string into
-// d.cwBuf.
+// d.Out (where fastMessage annotates it in place).
 func (d *Decoder) fastAKSProperties(data []byte, i int, log *[2]int) (int, error) {
 	seen := false
 	return jsonscan.Members(data, i, func(name []byte, start int) (int, error) {
@@ -78,12 +80,12 @@ func (d *Decoder) fastAKSProperties(data []byte, i int, log *[2]int) (int, error
 			return end, err
 		}
 		seen = true
-		from := len(d.cwBuf)
-		buf, end, ok := jsonscan.AppendString(d.cwBuf, data, jsonscan.SkipSpace(data, start))
+		from := len(d.Out)
+		buf, end, ok := jsonscan.AppendString(d.Out, data, jsonscan.SkipSpace(data, start))
 		if !ok {
 			return start, errNotFast
 		}
-		d.cwBuf, *log = buf, [2]int{from, len(buf)}
+		d.Out, *log = buf, [2]int{from, len(buf)}
 		return end, nil
 	})
 }

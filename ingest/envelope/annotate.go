@@ -2,7 +2,9 @@ package envelope
 
 import (
 	"bytes"
+	"strconv"
 	"strings"
+	"unsafe"
 
 	"github.com/valyala/fastjson"
 )
@@ -10,17 +12,19 @@ import (
 // fastMessage annotates an event laid out as the API server writes it
 // (auditID and stage first, annotations last) without parsing it: the
 // head gives the ids, and the annotations object must close the event,
-// which an event cut short cannot do. Anything else takes the parser.
+// which an event cut short cannot do. Anything else takes the parser. A
+// message that ends Out (fastAKS unescapes it there) is annotated in
+// place.
 func (d *Decoder) fastMessage(msg []byte, m meta) (Item, bool) {
-	if m.provider == AKS && hasSkippedObject(msg) {
+	if m.provider == AKS && indexRare(msg, `"`+skippedObject+`"`, 'z') >= 0 {
 		return Item{}, false
 	}
 	head := msg[:min(len(msg), 512)]
-	id, ok := headString(head, `"auditID":"`)
+	id, ok := headString(head, `"auditID":"`, 'I')
 	if !ok {
 		return Item{}, false
 	}
-	stage, ok := headString(head, `"stage":"`)
+	stage, ok := headString(head, `"stage":"`, 'g')
 	if !ok {
 		return Item{}, false
 	}
@@ -28,60 +32,84 @@ func (d *Decoder) fastMessage(msg []byte, m meta) (Item, bool) {
 	for end > 0 && isSpace(msg[end-1]) {
 		end--
 	}
-	k := bytes.LastIndex(msg[:end], []byte(`,"annotations":{`))
+	k := lastObjectMember(msg[:end], `,"annotations":`)
 	if end == 0 || msg[end-1] != '}' || k < 0 {
 		return Item{}, false
 	}
-	open := k + len(`,"annotations":`)
-	closeAt, complete := skipValue(msg[:end], open)
-	if !complete || closeAt != end-1 {
+	closeAt, complete := skipValue(msg[:end], k)
+	if !complete || closeAt != end-1 || id.to > closeAt-1 || stage.to > closeAt-1 {
 		return Item{}, false
 	}
-	empty := skipSpace(msg, open+1) == closeAt-1
-	out := d.emit(func(out []byte) []byte {
-		out = append(out, msg[:closeAt-1]...)
-		if !empty {
-			out = append(out, ',')
+	empty := skipSpace(msg, k+1) == closeAt-1
+	var out []byte
+	if at := len(d.Out) - len(msg); at >= 0 && len(msg) > 0 && &d.Out[at] == &msg[0] {
+		// In place: the closing braces move after vigil's annotations.
+		var tail [8]byte
+		if n := copy(tail[:], msg[closeAt-1:]); n == len(msg)-(closeAt-1) {
+			d.Out = d.Out[:at+closeAt-1]
+			if !empty {
+				d.Out = append(d.Out, ',')
+			}
+			d.Out = appendVigilAnnotations(d.Out, m)
+			d.Out = append(d.Out, tail[:end-(closeAt-1)]...)
+			out = d.Out[at:len(d.Out):len(d.Out)]
 		}
-		out = appendVigilAnnotations(out, m)
-		return append(out, msg[closeAt-1:end]...)
-	})
-	return Item{Data: out, Origin: m.origin, AuditID: id, Stage: stage, Provider: m.provider}, true
+	}
+	if out == nil {
+		out = d.emit(func(out []byte) []byte {
+			out = append(out, msg[:closeAt-1]...)
+			if !empty {
+				out = append(out, ',')
+			}
+			out = appendVigilAnnotations(out, m)
+			return append(out, msg[closeAt-1:end]...)
+		})
+	}
+	// The id and stage are copied as they were: the item's share its bytes.
+	return Item{Data: out, Origin: m.origin, AuditID: id.in(out), Stage: stage.in(out), Provider: m.provider}, true
 }
 
-// hasSkippedObject reports whether msg holds AKS's stand-in for a body too
-// big to log, as a JSON string. The search starts at its 'z', rare in
-// audit events: '"' is everywhere in JSON, which would make IndexByte stop
-// at every string.
-func hasSkippedObject(msg []byte) bool {
-	const quoted = `"` + skippedObject + `"`
-	at := strings.IndexByte(quoted, 'z')
+// indexRare is bytes.Index for a pattern holding a byte rare in audit
+// events at pat[at]: the search starts there, as '"' is everywhere in JSON
+// and would stop IndexByte at every string.
+func indexRare(b []byte, pat string, rare byte) int {
+	at := strings.IndexByte(pat, rare)
 	for off := 0; ; {
-		i := bytes.Index(msg[off:], []byte(quoted[at:]))
+		i := bytes.Index(b[off:], []byte(pat[at:]))
 		if i < 0 {
-			return false
+			return -1
 		}
 		i += off
-		if i >= at && string(msg[i-at:i]) == quoted[:at] {
-			return true
+		if i >= at && string(b[i-at:i]) == pat[:at] {
+			return i - at
 		}
 		off = i + 1
 	}
 }
 
-// headString returns the string after key in head when it holds no
-// escape.
-func headString(head []byte, key string) (string, bool) {
-	i := bytes.Index(head, []byte(key))
+// lastObjectMember returns the index of the '{' that opens the last
+// object written as key (`,"name":`) in b.
+func lastObjectMember(b []byte, key string) int {
+	for j := len(b); ; {
+		if j = bytes.LastIndexByte(b[:j], '{'); j < 0 || bytes.HasSuffix(b[:j], []byte(key)) {
+			return j
+		}
+	}
+}
+
+// headString finds the string after key (whose byte rare is rare) in head
+// when it is not empty and holds no escape.
+func headString(head []byte, key string, rare byte) (span, bool) {
+	i := indexRare(head, key, rare)
 	if i < 0 {
-		return "", false
+		return span{}, false
 	}
-	rest := head[i+len(key):]
-	j := bytes.IndexByte(rest, '"')
-	if j <= 0 || bytes.IndexByte(rest[:j], '\\') >= 0 {
-		return "", false
+	from := i + len(key)
+	j := bytes.IndexByte(head[from:], '"')
+	if j <= 0 || bytes.IndexByte(head[from:from+j], '\\') >= 0 {
+		return span{}, false
 	}
-	return string(rest[:j]), true
+	return span{from, from + j}, true
 }
 
 // spliceAnnotations adds vigil's annotations to an event as the API server
@@ -137,6 +165,19 @@ func (d *Decoder) emit(write func([]byte) []byte) []byte {
 	start := len(d.Out)
 	d.Out = write(d.Out)
 	return d.Out[start:len(d.Out):len(d.Out)]
+}
+
+// origin names the i-th item of a record ("ORIGIN: what[i]"), written in
+// Out like the events: it lives as long as they do.
+func (d *Decoder) origin(origin, what string, i int) string {
+	start := len(d.Out)
+	d.Out = append(d.Out, origin...)
+	d.Out = append(d.Out, ": "...)
+	d.Out = append(d.Out, what...)
+	d.Out = append(d.Out, '[')
+	d.Out = strconv.AppendInt(d.Out, int64(i), 10)
+	d.Out = append(d.Out, ']')
+	return unsafe.String(&d.Out[start], len(d.Out)-start)
 }
 
 func isSpace(c byte) bool { return c == ' ' || c == '\t' || c == '\n' || c == '\r' }

@@ -23,7 +23,8 @@ type Item struct {
 	// Cluster is the cluster the envelope names, else Decoder.Cluster.
 	Cluster string
 	// Origin says where the event was read, such as "f.json:3: logEvents[2]".
-	Origin   string
+	Origin string
+	// AuditID and Stage may share Data's bytes.
 	AuditID  string
 	Stage    string
 	Provider Format
@@ -63,16 +64,17 @@ type Decoder struct {
 	parsers [3]fastjson.Parser // by nesting: file value, wrapped payload, inner payload
 	msg     fastjson.Parser
 	// cw and cwBuf hold the log events fastCloudWatch read and their
-	// messages, or the log fastAKS read.
+	// messages.
 	cw    []cwEvent
 	cwBuf []byte
-	// gke holds what fastGKE read; gkeBuf the strings it unescaped;
-	// gkeCluster the last cluster name it read.
-	gke        gkeFields
-	gkeBuf     []byte
-	gkeCluster string
-	arena      fastjson.Arena
-	zr         *gzip.Reader
+	// gke holds what fastGKE read; gkeBuf the strings it unescaped.
+	gke    gkeFields
+	gkeBuf []byte
+	// The last cluster each one-pass reader found, which the next record
+	// most likely names too.
+	gkeCluster, aksCluster lastCluster
+	arena                  fastjson.Arena
+	zr                     *gzip.Reader
 }
 
 // skippedObject is what AKS writes in place of a request or response
@@ -183,7 +185,7 @@ func (d *Decoder) object(v *fastjson.Value, origin string, cut *cutInfo, depth i
 		return d.firehoseRequest(v, origin, depth)
 	case has("records") && allow(AKS):
 		for i, r := range v.GetArray("records") {
-			if err := d.aksRecord(r, fmt.Sprintf("%s: records[%d]", origin, i), nil); err != nil {
+			if err := d.aksRecord(r, d.origin(origin, "records", i), nil); err != nil {
 				return err
 			}
 		}
@@ -299,6 +301,19 @@ func (d *Decoder) auditMessage(msg []byte, m meta) error {
 	}
 	return d.Item(Item{Data: data, Cluster: m.clusterOr(d.Cluster), Origin: m.origin,
 		AuditID: string(id), Stage: string(stage), Provider: m.provider, Truncated: cut, Lost: lost})
+}
+
+// lastCluster remembers the cluster name of the last record.
+type lastCluster struct{ key, name string }
+
+// get returns the cluster name of a record that says key, from name(key)
+// (which must name "" for "").
+func (c *lastCluster) get(key []byte, name func(string) string) string {
+	if string(key) != c.key {
+		c.key = string(key)
+		c.name = name(c.key)
+	}
+	return c.name
 }
 
 func (m meta) clusterOr(def string) string {

@@ -51,7 +51,7 @@ func (d *Decoder) cloudWatchMessage(v *fastjson.Value, origin string) error {
 	cluster := EKSCluster(group)
 	for i, le := range v.GetArray("logEvents") {
 		if err := d.CloudWatchEvent(le.GetStringBytes("message"), string(le.GetStringBytes("id")),
-			le.GetInt64("timestamp"), cluster, fmt.Sprintf("%s: logEvents[%d]", origin, i)); err != nil {
+			le.GetInt64("timestamp"), cluster, d.origin(origin, "logEvents", i)); err != nil {
 			return err
 		}
 	}
@@ -91,7 +91,7 @@ func (d *Decoder) filterLogEvents(v *fastjson.Value, origin string) error {
 		}
 		id := string(le.GetStringBytes("eventId"))
 		if err := d.CloudWatchEvent(le.GetStringBytes("message"), id, le.GetInt64("timestamp"), "",
-			fmt.Sprintf("%s: events[%d]", origin, i)); err != nil {
+			d.origin(origin, "events", i)); err != nil {
 			return err
 		}
 	}
@@ -102,7 +102,7 @@ func (d *Decoder) filterLogEvents(v *fastjson.Value, origin string) error {
 // file: {"requestId","timestamp","records":[{"data":base64}]}.
 func (d *Decoder) firehoseRequest(v *fastjson.Value, origin string, depth int) error {
 	for i, r := range v.GetArray("records") {
-		o := fmt.Sprintf("%s: records[%d]", origin, i)
+		o := d.origin(origin, "records", i)
 		raw, err := base64.StdEncoding.DecodeString(string(r.GetStringBytes("data")))
 		if err != nil {
 			if err := d.bad(o, fmt.Errorf("Firehose record data: %w", err), r.MarshalTo(nil)); err != nil {

@@ -3,8 +3,8 @@ package envelope
 import (
 	"bytes"
 	"errors"
-	"fmt"
 	"strconv"
+	"unsafe"
 
 	"github.com/vigil-k8s/vigil/ingest/internal/jsonscan"
 )
@@ -23,7 +23,7 @@ import (
 var errNotFast = errors.New("not the layout the one-pass reader takes")
 
 // cwEvent is a log event read by fastCloudWatch; its message is
-// d.cwBuf[msg[0]:msg[1]].
+// d.cwBuf[msg[0]:msg[1]], its id shares the record's bytes.
 type cwEvent struct {
 	id  string
 	ts  int64
@@ -106,7 +106,7 @@ func (d *Decoder) fastLogEvents(data []byte, i int) (int, error) {
 				if !ok {
 					return start, errNotFast
 				}
-				ev.id = string(s)
+				ev.id = unsafe.String(unsafe.SliceData(s), len(s))
 				return end, nil
 			case 2:
 				end, _, err := jsonscan.Value(data, start)
@@ -161,7 +161,7 @@ func (d *Decoder) cloudWatchEvents(group, stream, origin string) error {
 	cluster := EKSCluster(group)
 	for i, ev := range d.cw {
 		if err := d.CloudWatchEvent(d.cwBuf[ev.msg[0]:ev.msg[1]:ev.msg[1]], ev.id, ev.ts, cluster,
-			fmt.Sprintf("%s: logEvents[%d]", origin, i)); err != nil {
+			d.origin(origin, "logEvents", i)); err != nil {
 			return err
 		}
 	}

@@ -46,6 +46,9 @@ type span struct{ from, to int }
 
 func (s span) ok() bool { return s.to > s.from }
 
+// in returns the span of b as a string sharing b's bytes.
+func (s span) in(b []byte) string { return unsafe.String(&b[s.from], s.to-s.from) }
+
 // body is a request or response object, and its @type member with the
 // comma that goes with it.
 type body struct {
@@ -462,10 +465,7 @@ func (d *Decoder) writeGKE(b []byte, e *gkeFields, origin string) (bool, error) 
 		// The id is written as it is: the item's id shares its bytes.
 		auditID = unsafe.String(&data[idAt+1], len(id))
 	}
-	if c := d.str(b, e.cluster); string(c) != d.gkeCluster {
-		d.gkeCluster = string(c)
-	}
-	cluster := d.gkeCluster
+	cluster := d.gkeCluster.get(d.str(b, e.cluster), func(s string) string { return s })
 	if cluster == "" {
 		cluster = d.Cluster
 	}
@@ -490,7 +490,21 @@ func appendParserString(out, s []byte) []byte {
 		out = append(out, s...)
 		return append(out, '"')
 	}
-	return strconv.AppendQuote(out, string(s))
+	// AppendQuote escapes a quote and a backslash alone in printable
+	// ASCII, the common case (the reason label quotes the role binding).
+	start := len(out)
+	out = append(out, '"')
+	for _, c := range s {
+		switch {
+		case c == '"' || c == '\\':
+			out = append(out, '\\', c)
+		case c >= 0x20 && c < 0x7f:
+			out = append(out, c)
+		default:
+			return strconv.AppendQuote(out[:start], string(s))
+		}
+	}
+	return append(out, '"')
 }
 
 func hasSpecial(s []byte) bool {

@@ -11,7 +11,9 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"unsafe"
 
 	"github.com/vigil-k8s/vigil/ingest"
 	"github.com/vigil-k8s/vigil/ingest/logfile"
@@ -34,7 +36,8 @@ type Options struct {
 	// be read whole and was kept for its metadata (logfile.Options).
 	OnSalvage func(origin string, err error)
 	// OnTruncated is told about every event a provider cut, with the
-	// event as rebuilt.
+	// event as rebuilt; the Item's bytes and strings are valid during the
+	// call.
 	OnTruncated func(Item)
 }
 
@@ -183,10 +186,7 @@ func (r *Reader) item(it Item) error {
 
 func (r *Reader) bad(origin string, err error, _ []byte) error {
 	r.count(r.opts.Format).Bad++
-	if r.opts.OnError == nil {
-		return nil
-	}
-	if stop := r.opts.OnError(origin, err); stop != nil {
+	if stop := r.report(origin, err); stop != nil {
 		r.stop = stop
 		return stop
 	}
@@ -275,8 +275,7 @@ func (r *Reader) read(ctx context.Context) (ingest.Batch, error) {
 			}
 			continue
 		}
-		origin := fmt.Sprintf("%s:%d", r.cur.label, v.line)
-		if err := r.dec.Value(v.data, origin, v.cut); err != nil {
+		if err := r.dec.Value(v.data, r.lineOrigin(v.line), v.cut); err != nil {
 			return ingest.Batch{Records: r.batch}, err
 		}
 	}
@@ -290,7 +289,19 @@ func (r *Reader) report(origin string, err error) error {
 	if r.opts.OnError == nil {
 		return nil
 	}
-	return r.opts.OnError(origin, err)
+	// Origins share the batch's arena; the error may outlive it.
+	return r.opts.OnError(strings.Clone(origin), err)
+}
+
+// lineOrigin is "file:line" for the current input, written in the batch's
+// arena (as logfile does, it costs no allocation per record).
+func (r *Reader) lineOrigin(line int) string {
+	d := &r.dec
+	start := len(d.Out)
+	d.Out = append(d.Out, r.cur.label...)
+	d.Out = append(d.Out, ':')
+	d.Out = strconv.AppendInt(d.Out, int64(line), 10)
+	return unsafe.String(&d.Out[start], len(d.Out)-start)
 }
 
 // Close closes the current input.
