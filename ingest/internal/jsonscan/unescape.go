@@ -27,7 +27,7 @@ func AppendString(dst, b []byte, i int) (out []byte, end int, ok bool) {
 	w := len(dst)
 	buf := dst[:cap(dst)]
 	for {
-		for i+8 <= len(b) {
+		if i+8 <= len(b) {
 			x := binary.LittleEndian.Uint64(b[i:])
 			binary.LittleEndian.PutUint64(buf[w:], x)
 			m := zeroBytes(x^quotes) | zeroBytes(x^backslashes)
@@ -39,15 +39,15 @@ func AppendString(dst, b []byte, i int) (out []byte, end int, ok bool) {
 			n := bits.TrailingZeros64(m) >> 3
 			i += n
 			w += n
-			break
-		}
-		for i < len(b) && b[i] != '"' && b[i] != '\\' {
-			buf[w] = b[i]
-			i++
-			w++
-		}
-		if i >= len(b) {
-			return buf[:w], i, false
+		} else {
+			for i < len(b) && b[i] != '"' && b[i] != '\\' {
+				buf[w] = b[i]
+				i++
+				w++
+			}
+			if i >= len(b) {
+				return buf[:w], i, false
+			}
 		}
 		if b[i] == '"' {
 			return buf[:w], i + 1, true
@@ -59,41 +59,35 @@ func AppendString(dst, b []byte, i int) (out []byte, end int, ok bool) {
 		}
 		c := b[i+1]
 		i += 2
-		switch c {
-		case '"', '\\', '/':
-			buf[w] = c
-		case 'b':
-			buf[w] = '\b'
-		case 'f':
-			buf[w] = '\f'
-		case 'n':
-			buf[w] = '\n'
-		case 'r':
-			buf[w] = '\r'
-		case 't':
-			buf[w] = '\t'
-		case 'u':
-			r, n := unicodeEscape(b[i:])
-			switch {
-			case n == 0:
-				w += copy(buf[w:], `\u`)
-			case r < 0:
-				// A lone surrogate: kept as written.
-				w += copy(buf[w:], b[i-2:i+4])
-				i += 4
-			default:
-				w += utf8.EncodeRune(buf[w:], r)
-				i += n
-			}
+		if e := simpleEscapes[c]; e != 0 {
+			buf[w] = e
+			w++
 			continue
-		default:
+		}
+		if c != 'u' {
 			buf[w] = '\\'
 			buf[w+1] = c
-			w++
+			w += 2
+			continue
 		}
-		w++
+		r, n := unicodeEscape(b[i:])
+		switch {
+		case n == 0:
+			w += copy(buf[w:], `\u`)
+		case r < 0:
+			// A lone surrogate: kept as written.
+			w += copy(buf[w:], b[i-2:i+4])
+			i += 4
+		default:
+			w += utf8.EncodeRune(buf[w:], r)
+			i += n
+		}
 	}
 }
+
+// simpleEscapes maps the byte after a backslash to what it stands for,
+// for the escapes of one byte.
+var simpleEscapes = [256]byte{'"': '"', '\\': '\\', '/': '/', 'b': '\b', 'f': '\f', 'n': '\n', 'r': '\r', 't': '\t'}
 
 const (
 	ones        = 0x0101010101010101
