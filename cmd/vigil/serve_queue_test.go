@@ -163,6 +163,9 @@ func TestChartConfigs(t *testing.T) {
 			if _, err := cfg.sinkConfig(); err != nil {
 				t.Error(err)
 			}
+			if _, err := cfg.responseConfig(); err != nil {
+				t.Error(err)
+			}
 			if kind == queueKafka && ss.Queue.Kafka.Password != "secret" {
 				t.Errorf("kafka password %q, want it from the environment", ss.Queue.Kafka.Password)
 			}

@@ -26,18 +26,20 @@ import (
 
 const chartDir = "vigil"
 
-// modes are the values of each supported topology.
+// modes are the values of each supported topology; token says the pod
+// mounts its service account token (only for response actions).
 var modes = []struct {
 	name   string
 	values string
+	token  bool
 }{
-	{"embedded", ``},
+	{"embedded", ``, false},
 	{"embedded with tokens", `
 webhook: {tlsSecret: vigil-webhook, tokensSecret: vigil-tokens, cluster: prod}
 serviceMonitor: {enabled: true}
 config:
   sinks:
-    - {name: siem, type: webhook, url: "https://siem.example/hook"}`},
+    - {name: siem, type: webhook, url: "https://siem.example/hook"}`, false},
 	{"nats", `
 replicaCount: 3
 queue:
@@ -45,19 +47,25 @@ queue:
   nats: {url: "nats://nats.nats.svc:4222", credsSecret: vigil-nats-creds, tlsSecret: vigil-nats-tls}
 webhook:
   certManager: {enabled: true, issuerRef: {name: internal-ca}}
-serviceMonitor: {enabled: true, labels: {release: prometheus}}`},
+serviceMonitor: {enabled: true, labels: {release: prometheus}}`, false},
 	{"nats without volumes", `
 replicaCount: 2
 queue: {kind: nats, nats: {url: "nats://nats:4222"}}
 webhook: {tlsSecret: vigil-webhook}
 persistence: {enabled: false}
-networkPolicy: {enabled: false}`},
+networkPolicy: {enabled: false}`, false},
 	{"kafka", `
 replicaCount: 4
 queue:
   kind: kafka
   kafka: {brokers: ["kafka-0.kafka:9093", "kafka-1.kafka:9093"], tlsSecret: vigil-kafka-tls, saslSecret: vigil-kafka-user}
-webhook: {tlsSecret: vigil-webhook}`},
+webhook: {tlsSecret: vigil-webhook}`, false},
+	{"embedded with responses", `
+responses: {enabled: true}
+config:
+  responses:
+    rules:
+      - {name: privileged-pods, match: {rules: [pod-privileged]}, actions: [{type: quarantine-pod}]}`, true},
 }
 
 func values(t *testing.T, s string) map[string]any {
@@ -125,7 +133,8 @@ func TestChart_Lint(t *testing.T) {
 
 // TestChart_Hardened checks every pod the chart renders, in every mode:
 // non-root, read-only root file system, no privilege escalation, no
-// capabilities, the runtime's seccomp profile, no service account token.
+// capabilities, the runtime's seccomp profile, no service account token
+// unless response actions need it.
 func TestChart_Hardened(t *testing.T) {
 	for _, m := range modes {
 		t.Run(m.name, func(t *testing.T) {
@@ -147,7 +156,7 @@ func TestChart_Hardened(t *testing.T) {
 				}{
 					{[]string{"securityContext", "runAsNonRoot"}, true},
 					{[]string{"securityContext", "seccompProfile", "type"}, "RuntimeDefault"},
-					{[]string{"automountServiceAccountToken"}, false},
+					{[]string{"automountServiceAccountToken"}, m.token},
 				} {
 					if got := dig(spec, want.path...); got != want.val {
 						t.Errorf("%s %s: pod %v = %v, want %v", obj["kind"], name, want.path, got, want.val)
@@ -324,6 +333,72 @@ func TestChart_Config(t *testing.T) {
 			}
 			if config != string(want) {
 				t.Errorf("rendered config differs from %s (go test -update):\n%s", path, config)
+			}
+		})
+	}
+}
+
+// TestChart_Responses: with responses on, the chart binds its service
+// account to what every action needs, the rules of
+// deploy/rbac-respond.yaml (which vigil respond rbac --all prints), or to
+// the rules given; with them off it grants nothing.
+func TestChart_Responses(t *testing.T) {
+	shipped := func(t *testing.T) any {
+		data, err := os.ReadFile(filepath.Join("..", "rbac-respond.yaml"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, obj := range objects(t, map[string]string{"rbac-respond.yaml": string(data)}) {
+			if obj["kind"] == "ClusterRole" {
+				return obj["rules"]
+			}
+		}
+		t.Fatal("deploy/rbac-respond.yaml holds no ClusterRole")
+		return nil
+	}
+	least := `[{apiGroups: [""], resources: [pods], verbs: [get, list, patch]}]`
+	for _, tc := range []struct {
+		name, values string
+		rules        func(t *testing.T) any
+	}{
+		{"off", ``, nil},
+		{"every action", `responses: {enabled: true}`, shipped},
+		{"least", `responses: {enabled: true, rules: ` + least + `}`, func(t *testing.T) any {
+			var v []any
+			if err := yaml.Unmarshal([]byte(least), &v); err != nil {
+				t.Fatal(err)
+			}
+			return v
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			files, err := render(t, values(t, tc.values))
+			if err != nil {
+				t.Fatal(err)
+			}
+			byKind := map[string]map[string]any{}
+			for _, obj := range objects(t, files) {
+				byKind[obj["kind"].(string)] = obj
+			}
+			role, binding := byKind["ClusterRole"], byKind["ClusterRoleBinding"]
+			if tc.rules == nil {
+				if role != nil || binding != nil {
+					t.Fatal("responses off, but the chart renders RBAC")
+				}
+				return
+			}
+			if role == nil || binding == nil {
+				t.Fatal("responses on, but no ClusterRole and ClusterRoleBinding")
+			}
+			got, _ := yaml.Marshal(role["rules"])
+			want, _ := yaml.Marshal(tc.rules(t))
+			if !bytes.Equal(got, want) {
+				t.Errorf("rules:\n%s\nwant:\n%s", got, want)
+			}
+			sub := dig(binding, "subjects").([]any)[0].(map[string]any)
+			if sub["name"] != dig(byKind["ServiceAccount"], "metadata", "name") || sub["namespace"] != "vigil" ||
+				dig(binding, "roleRef", "name") != dig(role, "metadata", "name") {
+				t.Errorf("binding %v does not bind the chart's service account to its role", binding)
 			}
 		})
 	}
