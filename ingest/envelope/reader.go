@@ -55,7 +55,7 @@ type Counts struct {
 type Reader struct {
 	opts   Options
 	stdin  io.Reader
-	inputs []input
+	inputs []logfile.Input
 	// sub reads the current input when it is a raw audit log.
 	sub *logfile.Reader
 	cur *envFile
@@ -69,13 +69,6 @@ type Reader struct {
 }
 
 var _ ingest.Source = (*Reader)(nil)
-
-type input struct {
-	path, label string
-	// walked is set for files found in a directory: a file there that is
-	// not JSON (a README, a checksum) is passed over.
-	walked bool
-}
 
 // Open checks the paths and returns a Reader over them. A directory is
 // walked recursively (exports of S3, Cloud Storage and Blob storage nest
@@ -93,34 +86,9 @@ func Open(paths []string, stdin io.Reader, opts Options) (*Reader, error) {
 	}
 	r := &Reader{opts: opts, stdin: stdin, counts: map[Format]*Counts{}, free: make(chan []byte, 4)}
 	r.dec = Decoder{Format: opts.Format, Cluster: opts.Cluster, Item: r.item, Bad: r.bad, Skip: r.skipped}
-	var errs []error
-	for _, p := range paths {
-		if p == "-" {
-			r.inputs = append(r.inputs, input{path: "-", label: "stdin"})
-			continue
-		}
-		st, err := os.Stat(p)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("open input: %w", err))
-			continue
-		}
-		if !st.IsDir() {
-			r.inputs = append(r.inputs, input{path: p, label: p})
-			continue
-		}
-		files, err := walk(p)
-		if err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		if len(files) == 0 {
-			errs = append(errs, fmt.Errorf("open input %s: directory holds no files", p))
-		}
-		for _, f := range files {
-			r.inputs = append(r.inputs, input{path: f, label: f, walked: true})
-		}
-	}
-	return r, errors.Join(errs...)
+	var err error
+	r.inputs, err = logfile.Inputs(paths, walk, "files")
+	return r, err
 }
 
 // walk lists a directory tree's regular, non-hidden files, rotated audit
@@ -256,7 +224,7 @@ func (r *Reader) read(ctx context.Context) (ingest.Batch, error) {
 			in := r.inputs[0]
 			r.inputs = r.inputs[1:]
 			if err := r.open(in); err != nil {
-				if stop := r.report(in.label, err); stop != nil {
+				if stop := r.report(in.Label, err); stop != nil {
 					return ingest.Batch{Records: r.batch}, stop
 				}
 			}
@@ -333,16 +301,16 @@ func (f *envFile) close() {
 
 // open starts reading an input: raw audit logs go to ingest/logfile,
 // everything else to the envelope decoder.
-func (r *Reader) open(in input) error {
-	f := &envFile{label: in.label}
+func (r *Reader) open(in logfile.Input) error {
+	f := &envFile{label: in.Label}
 	var src io.Reader
-	if in.path == "-" {
+	if in.Path == "-" {
 		if r.stdin == nil {
 			return errors.New("no standard input")
 		}
 		src = r.stdin
 	} else {
-		file, err := os.Open(in.path)
+		file, err := os.Open(in.Path)
 		if err != nil {
 			return err
 		}
@@ -363,7 +331,9 @@ func (r *Reader) open(in input) error {
 	}
 	head, _ = br.Peek(64 << 10)
 	trimmed := bytes.TrimLeft(head, " \t\r\n")
-	if in.walked && (len(trimmed) == 0 || (trimmed[0] != '{' && trimmed[0] != '[')) {
+	// A file found in a directory that is not JSON (a README, a checksum)
+	// is passed over.
+	if in.Walked && (len(trimmed) == 0 || (trimmed[0] != '{' && trimmed[0] != '[')) {
 		f.close()
 		return nil
 	}
@@ -371,10 +341,10 @@ func (r *Reader) open(in input) error {
 		f.close()
 		var err error
 		lo := logfile.Options{BatchSize: r.opts.BatchSize, MaxLineBytes: r.opts.MaxValueBytes, Cluster: r.opts.Cluster, OnError: r.opts.OnError, OnSalvage: r.opts.OnSalvage}
-		if in.path == "-" {
+		if in.Path == "-" {
 			r.sub, err = logfile.Open([]string{"-"}, raw, lo)
 		} else {
-			r.sub, err = logfile.Open([]string{in.path}, nil, lo)
+			r.sub, err = logfile.Open([]string{in.Path}, nil, lo)
 		}
 		return err
 	}

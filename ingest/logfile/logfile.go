@@ -60,7 +60,7 @@ type Reader struct {
 	// then allocates nothing per line.
 	arena  []byte
 	free   chan []byte
-	inputs []input
+	inputs []Input
 	cur    *fileReader
 	stdin  io.Reader
 	// dec checks the records that are not whole JSON, for OnSalvage.
@@ -72,9 +72,47 @@ type Reader struct {
 
 var _ ingest.Source = (*Reader)(nil)
 
-type input struct {
-	path  string // "-" for stdin
-	label string
+// Input is a file to read.
+type Input struct {
+	Path  string // "-" for stdin
+	Label string
+	// Walked is set for a file found in a directory.
+	Walked bool
+}
+
+// Inputs expands paths as readers take them: "-" is stdin, a directory
+// the files list returns for it (an error says it holds no what), any
+// other path itself once it exists.
+func Inputs(paths []string, list func(dir string) ([]string, error), what string) ([]Input, error) {
+	var inputs []Input
+	var errs []error
+	for _, p := range paths {
+		if p == "-" {
+			inputs = append(inputs, Input{Path: "-", Label: "stdin"})
+			continue
+		}
+		st, err := os.Stat(p)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("open input: %w", err))
+			continue
+		}
+		if !st.IsDir() {
+			inputs = append(inputs, Input{Path: p, Label: p})
+			continue
+		}
+		files, err := list(p)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if len(files) == 0 {
+			errs = append(errs, fmt.Errorf("open input %s: directory holds no %s", p, what))
+		}
+		for _, f := range files {
+			inputs = append(inputs, Input{Path: f, Label: f, Walked: true})
+		}
+	}
+	return inputs, errors.Join(errs...)
 }
 
 // Open checks the paths and returns a Reader over them. A directory expands
@@ -89,34 +127,9 @@ func Open(paths []string, stdin io.Reader, opts Options) (*Reader, error) {
 		opts.MaxLineBytes = DefaultMaxLineBytes
 	}
 	r := &Reader{opts: opts, stdin: stdin, free: make(chan []byte, 8)}
-	var errs []error
-	for _, p := range paths {
-		if p == "-" {
-			r.inputs = append(r.inputs, input{path: "-", label: "stdin"})
-			continue
-		}
-		st, err := os.Stat(p)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("open input: %w", err))
-			continue
-		}
-		if !st.IsDir() {
-			r.inputs = append(r.inputs, input{path: p, label: p})
-			continue
-		}
-		files, err := dirFiles(p)
-		if err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		if len(files) == 0 {
-			errs = append(errs, fmt.Errorf("open input %s: directory holds no log files", p))
-		}
-		for _, f := range files {
-			r.inputs = append(r.inputs, input{path: f, label: f})
-		}
-	}
-	return r, errors.Join(errs...)
+	var err error
+	r.inputs, err = Inputs(paths, dirFiles, "log files")
+	return r, err
 }
 
 var rotatedStamp = regexp.MustCompile(`\d{4}-\d{2}-\d{2}T\d{2}-\d{2}-\d{2}(\.\d+)?`)
@@ -209,7 +222,7 @@ func (r *Reader) read(ctx context.Context, b ingest.Batch) (ingest.Batch, error)
 			r.inputs = r.inputs[1:]
 			fr, err := r.open(in)
 			if err != nil {
-				if stop := r.report(in.label, err); stop != nil {
+				if stop := r.report(in.Label, err); stop != nil {
 					return b, stop
 				}
 				continue
@@ -337,16 +350,16 @@ type fileReader struct {
 	docErr error
 }
 
-func (r *Reader) open(in input) (*fileReader, error) {
-	fr := &fileReader{label: in.label}
+func (r *Reader) open(in Input) (*fileReader, error) {
+	fr := &fileReader{label: in.Label}
 	var src io.Reader
-	if in.path == "-" {
+	if in.Path == "-" {
 		if r.stdin == nil {
 			return nil, errors.New("no standard input")
 		}
 		src = r.stdin
 	} else {
-		f, err := os.Open(in.path)
+		f, err := os.Open(in.Path)
 		if err != nil {
 			return nil, err
 		}
