@@ -2,8 +2,6 @@ package ingest
 
 import (
 	"bytes"
-	"encoding/binary"
-	"math/bits"
 
 	"github.com/valyala/fastjson/fastfloat"
 
@@ -67,7 +65,7 @@ func (s *scanner) members(i int, f func(name []byte, at int) (int, bool)) (int, 
 		if i >= len(b) || b[i] != '"' {
 			return i, false
 		}
-		j := quoteOrEscape(b, i+1)
+		j := jsonscan.QuoteOrEscape(b, i+1)
 		if j < 0 || b[j] != '"' {
 			return i, false
 		}
@@ -124,56 +122,24 @@ func (s *scanner) str(i, depth int) (string, int, bool) {
 func (s *scanner) stringAt(i int) ([]byte, int, bool) {
 	b := s.b
 	start := i + 1
-	end := quoteOrEscape(b, start)
+	end := jsonscan.QuoteOrEscape(b, start)
 	if end < 0 {
 		return nil, len(b), false
 	}
 	if b[end] == '"' {
 		return b[start:end], end + 1, true
 	}
-	// An escape: the string is unescaped into the decoder's buffer. When
-	// append moves the buffer, the strings already handed out keep the
-	// old one.
+	// An escape: the string is unescaped into the decoder's buffer, from
+	// the escape on. When append moves the buffer, the strings already
+	// handed out keep the old one.
 	d := s.d
 	from := len(d.esc)
-	out, next, ok := jsonscan.AppendString(d.esc, b, i)
+	out, next, ok := jsonscan.AppendStringRest(append(d.esc, b[start:end]...), b, end)
 	if !ok {
 		return nil, len(b), false
 	}
 	d.esc = out
 	return out[from:len(out):len(out)], next, true
-}
-
-// quoteOrEscape returns the index of the first '"' or '\\' in b from i,
-// or -1. Most strings of an event are short: their first sixteen bytes are
-// looked at eight at a time, where IndexByte's setup costs more than the
-// scan; a longer one is searched with IndexByte.
-func quoteOrEscape(b []byte, i int) int {
-	const (
-		ones  = 0x0101010101010101
-		highs = 0x8080808080808080
-		quote = '"' * ones
-		bsl   = '\\' * ones
-	)
-	for n := 0; n < 2 && i+8 <= len(b); n, i = n+1, i+8 {
-		w := binary.LittleEndian.Uint64(b[i:])
-		q, e := w^quote, w^bsl
-		// A zero byte in q or e is a quote or a backslash in w.
-		if m := ((q-ones)&^q | (e-ones)&^e) & highs; m != 0 {
-			return i + bits.TrailingZeros64(m)/8
-		}
-	}
-	j := bytes.IndexByte(b[i:], '"')
-	if j < 0 {
-		j = len(b) - i
-	}
-	if k := bytes.IndexByte(b[i:i+j], '\\'); k >= 0 {
-		return i + k
-	}
-	if i+j == len(b) {
-		return -1
-	}
-	return i + j
 }
 
 // strs appends the strings of the array at b[i] as appendStrings does

@@ -1,6 +1,7 @@
 package jsonscan
 
 import (
+	"bytes"
 	"encoding/binary"
 	"math/bits"
 	"slices"
@@ -19,7 +20,12 @@ func AppendString(dst, b []byte, i int) (out []byte, end int, ok bool) {
 	if i >= len(b) || b[i] != '"' {
 		return dst, i, false
 	}
-	i++
+	return AppendStringRest(dst, b, i+1)
+}
+
+// AppendStringRest is AppendString for a string already read up to b[i],
+// a byte inside it: it appends the value from there.
+func AppendStringRest(dst, b []byte, i int) (out []byte, end int, ok bool) {
 	// The value is never longer than what is left of b, so dst grows once
 	// and the loop writes by index: eight bytes at a time between escapes
 	// (a word may be written past the run; the next write covers it).
@@ -95,6 +101,30 @@ const (
 	quotes      = '"' * ones
 	backslashes = '\\' * ones
 )
+
+// QuoteOrEscape returns the index of the first '"' or '\\' in b from i,
+// or -1. Most strings of an event are short: their first sixteen bytes are
+// looked at eight at a time, where IndexByte's setup costs more than the
+// scan; a longer one is searched with IndexByte.
+func QuoteOrEscape(b []byte, i int) int {
+	for n := 0; n < 2 && i+8 <= len(b); n, i = n+1, i+8 {
+		x := binary.LittleEndian.Uint64(b[i:])
+		if m := zeroBytes(x^quotes) | zeroBytes(x^backslashes); m != 0 {
+			return i + bits.TrailingZeros64(m)>>3
+		}
+	}
+	j := bytes.IndexByte(b[i:], '"')
+	if j < 0 {
+		j = len(b) - i
+	}
+	if k := bytes.IndexByte(b[i:i+j], '\\'); k >= 0 {
+		return i + k
+	}
+	if i+j == len(b) {
+		return -1
+	}
+	return i + j
+}
 
 // zeroBytes has the high bit set in the lowest byte of x that is zero (and
 // maybe in higher ones, which a borrow can mark: only the lowest counts).

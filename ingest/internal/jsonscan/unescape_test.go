@@ -32,6 +32,14 @@ func sameAsFastjson(t *testing.T, b []byte) {
 	if !bytes.Equal(got, want) {
 		t.Fatalf("%q: got %q, the parser %q", b, got, want)
 	}
+	// From the first quote or escape on, with the plain bytes before it
+	// already copied, as the event decoder reads it.
+	if k := QuoteOrEscape(b, 1); k > 0 {
+		rest, restEnd, ok := AppendStringRest(append([]byte("x"), b[1:k]...), b, k)
+		if !ok || restEnd != end || !bytes.Equal(rest, want) {
+			t.Fatalf("%q from %d: got %q, %d, %v; want %q, %d", b, k, rest, restEnd, ok, want, end)
+		}
+	}
 }
 
 func TestAppendString(t *testing.T) {
