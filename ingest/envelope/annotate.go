@@ -199,6 +199,10 @@ func appendVigilAnnotations(b []byte, m meta) []byte {
 func appendJSONString(b []byte, s string) []byte {
 	const hex = "0123456789abcdef"
 	b = append(b, '"')
+	if !hasSpecial(s) {
+		// The common case (ids, names): as it is.
+		return append(append(b, s...), '"')
+	}
 	for i := 0; i < len(s); i++ {
 		switch c := s[i]; {
 		case c == '"' || c == '\\':
@@ -210,6 +214,16 @@ func appendJSONString(b []byte, s string) []byte {
 		}
 	}
 	return append(b, '"')
+}
+
+// hasSpecial reports whether s holds a byte a JSON string must escape.
+func hasSpecial[T string | []byte](s T) bool {
+	for i := range len(s) {
+		if c := s[i]; c < 0x20 || c == '"' || c == '\\' {
+			return true
+		}
+	}
+	return false
 }
 
 func (d *Decoder) annotate(ann *fastjson.Value, m meta, cut bool) {

@@ -506,12 +506,3 @@ func appendParserString(out, s []byte) []byte {
 	}
 	return append(out, '"')
 }
-
-func hasSpecial(s []byte) bool {
-	for _, c := range s {
-		if c < 0x20 || c == '"' || c == '\\' {
-			return true
-		}
-	}
-	return false
-}
