@@ -46,6 +46,9 @@ type span struct{ from, to int }
 
 func (s span) ok() bool { return s.to > s.from }
 
+// filled reports whether a string's span holds more than its quotes.
+func (s span) filled() bool { return s.to-s.from > 2 }
+
 // in returns the span of b as a string sharing b's bytes.
 func (s span) in(b []byte) string { return unsafe.String(&b[s.from], s.to-s.from) }
 
@@ -407,25 +410,25 @@ func (d *Decoder) writeGKE(b []byte, e *gkeFields, origin string) (bool, error) 
 			out = append(out, '}')
 		}
 		out = append(out, `,"user":{`...)
-		if email := d.str(b, e.email); len(email) > 0 {
+		if e.email.filled() {
 			out = append(out, `"username":`...)
-			out = appendParserString(out, email)
+			out = d.appendStr(out, b, e.email)
 		}
 		out = append(out, '}')
-		if ip := d.str(b, e.ip); len(ip) > 0 {
+		if e.ip.filled() {
 			out = append(out, `,"sourceIPs":[`...)
-			out = append(appendParserString(out, ip), ']')
+			out = append(d.appendStr(out, b, e.ip), ']')
 		}
-		if ua := d.str(b, e.ua); len(ua) > 0 {
+		if e.ua.filled() {
 			out = append(out, `,"userAgent":`...)
-			out = appendParserString(out, ua)
+			out = d.appendStr(out, b, e.ua)
 		}
 		if e.hasStatus {
 			out = append(out, `,"responseStatus":{"code":`...)
 			out = strconv.AppendInt(out, int64(HTTPFromGRPC(e.code)), 10)
-			if msg := d.str(b, e.message); len(msg) > 0 {
+			if e.message.filled() {
 				out = append(out, `,"message":`...)
-				out = appendParserString(out, msg)
+				out = d.appendStr(out, b, e.message)
 			}
 			out = append(out, '}')
 		}
@@ -438,15 +441,15 @@ func (d *Decoder) writeGKE(b []byte, e *gkeFields, origin string) (bool, error) 
 				out = o.body.appendTo(out, b)
 			}
 		}
-		if ts := d.str(b, e.ts); len(ts) > 0 {
+		if e.ts.filled() {
 			out = append(out, `,"requestReceivedTimestamp":`...)
-			out = appendParserString(out, ts)
+			out = d.appendStr(out, b, e.ts)
 		}
 		out = append(out, `,"annotations":{`...)
 		for _, l := range e.labels {
-			out = appendParserString(out, d.str(b, l.name))
+			out = d.appendStr(out, b, l.name)
 			out = append(out, ':')
-			out = append(appendParserString(out, d.str(b, l.value)), ',')
+			out = append(d.appendStr(out, b, l.value), ',')
 		}
 		if !e.hasDecision && e.authz != 0 {
 			out = append(out, `"authorization.k8s.io/decision":"`...)
@@ -470,6 +473,24 @@ func (d *Decoder) writeGKE(b []byte, e *gkeFields, origin string) (bool, error) 
 		cluster = d.Cluster
 	}
 	return true, d.Item(Item{Data: data, Cluster: cluster, Origin: origin, AuditID: auditID, Stage: stage, Provider: GKE})
+}
+
+// appendStr appends the string at s as appendParserString appends its
+// value: as written when that is what the parser writes (printable ASCII
+// whose only escapes are \" and \\), else unescaped and escaped again.
+func (d *Decoder) appendStr(out, b []byte, s span) []byte {
+	raw := b[s.from+1 : s.to-1]
+	for i := 0; i < len(raw); i++ {
+		c := raw[i]
+		if c == '\\' && i+1 < len(raw) && (raw[i+1] == '"' || raw[i+1] == '\\') {
+			i++
+			continue
+		}
+		if c < 0x20 || c > 0x7e || c == '\\' {
+			return appendParserString(out, d.str(b, s))
+		}
+	}
+	return append(out, b[s.from:s.to]...)
 }
 
 // appendTo appends the body without its @type member.
