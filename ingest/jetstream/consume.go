@@ -82,7 +82,7 @@ func (q *Queue) take(d *delivery, m jetstream.Msg) {
 	if md, err := m.Metadata(); err == nil {
 		written = md.Timestamp
 		if md.NumDelivered > 1 {
-			q.m.redelivered.Inc()
+			q.m.Redelivered.Inc()
 		}
 		origin = "queue:" + strconv.FormatUint(md.Sequence.Stream, 10)
 	}
@@ -91,7 +91,7 @@ func (q *Queue) take(d *delivery, m jetstream.Msg) {
 	// happened.
 	data, buf, err := q.body(m.Data(), h)
 	if err != nil {
-		q.m.corrupt.Inc()
+		q.m.Corrupt.Inc()
 		q.log.Error("read queue message", "err", err, "cluster", cluster, "origin", origin)
 		return
 	}
@@ -101,7 +101,7 @@ func (q *Queue) take(d *delivery, m jetstream.Msg) {
 	d.size += int64(len(data))
 	fs, err := frames.Decode(data, nil)
 	if err != nil {
-		q.m.corrupt.Inc()
+		q.m.Corrupt.Inc()
 		q.log.Error("decode queue message", "err", err, "cluster", cluster, "origin", origin)
 	}
 	cg.take(int64(len(fs)), written)
@@ -111,15 +111,15 @@ func (q *Queue) take(d *delivery, m jetstream.Msg) {
 	for _, f := range fs {
 		key := q.digests.Digest(f.Key)
 		if q.dedup.Seen(key) {
-			q.m.dedupHits(cluster).Inc()
+			q.m.DedupHits(cluster).Inc()
 			continue
 		}
 		d.recs = append(d.recs, ingest.Record{Data: f.Data, Cluster: cluster, Origin: origin})
 		d.keys = append(d.keys, key)
 	}
-	q.m.dedupKeys.Set(float64(q.dedup.Len()))
+	q.m.DedupKeys.Set(float64(q.dedup.Len()))
 	q.dedupMu.Unlock()
-	q.m.read.Add(len(d.recs) - n)
+	q.m.Read.Add(len(d.recs) - n)
 }
 
 // ackFunc acknowledges the batch's messages. The last ack waits for the

@@ -26,7 +26,7 @@ func (q *Queue) DeadLetter(ctx context.Context, items []ingest.DeadLetter) error
 		if _, err := q.pubJS.PublishMsg(ctx, m); err != nil {
 			return fmt.Errorf("store dead letter: %w", jspub.Classify(err))
 		}
-		q.m.dead.Inc()
+		q.m.Dead.Inc()
 	}
 	return nil
 }

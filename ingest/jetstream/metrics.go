@@ -6,18 +6,17 @@ import (
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
+
+	"github.com/vigil-k8s/vigil/ingest/internal/qmetrics"
 )
 
-// queueMetrics are the queue's counters and gauges, and its gauges by
-// cluster.
+// queueMetrics are every queue's metrics, the embedded queue's own, and
+// its gauges by cluster.
 type queueMetrics struct {
-	set                                    *metrics.Set
-	published, publishedMsgs, full, stalls *metrics.Counter
-	read, redelivered, dead, corrupt       *metrics.Counter
-	trimmed                                *metrics.Counter
-	dedupKeys                              *metrics.Gauge
-	clusters                               sync.Map // cluster name -> *clusterGauges
-	now                                    func() time.Time
+	*qmetrics.Metrics
+	stalls, trimmed *metrics.Counter
+	clusters        sync.Map // cluster name -> *clusterGauges
+	now             func() time.Time
 }
 
 // clusterGauges hold a cluster's queue gauges: its events stored and not
@@ -51,22 +50,9 @@ func (g *clusterGauges) lag(now time.Time) time.Duration {
 // init registers the queue's metrics in s; pending is the figure of
 // vigil_queue_pending_bytes.
 func (m *queueMetrics) init(s *metrics.Set, now func() time.Time, pending func() int64) {
-	m.set, m.now = s, now
-	m.published = s.NewCounter("vigil_queue_published_records_total")
-	m.publishedMsgs = s.NewCounter("vigil_queue_published_messages_total")
-	m.full = s.NewCounter("vigil_queue_full_refusals_total")
+	m.Metrics, m.now = qmetrics.New(s, now, pending), now
 	m.stalls = s.NewCounter("vigil_queue_publish_stalls_total")
-	m.read = s.NewCounter("vigil_queue_read_records_total")
-	m.redelivered = s.NewCounter("vigil_queue_redelivered_messages_total")
-	m.dead = s.NewCounter("vigil_queue_deadletter_items_total")
 	m.trimmed = s.NewCounter("vigil_queue_trimmed_messages_total")
-	m.corrupt = s.NewCounter("vigil_queue_corrupt_messages_total")
-	s.NewGauge("vigil_queue_pending_bytes", func() float64 { return float64(pending()) })
-	m.dedupKeys = s.NewGauge("vigil_queue_dedup_keys", nil)
-}
-
-func (m *queueMetrics) dedupHits(cluster string) *metrics.Counter {
-	return m.set.GetOrCreateCounter(`vigil_queue_dedup_hits_total{cluster="` + metricLabel(cluster) + `"}`)
 }
 
 func (m *queueMetrics) cluster(name string) *clusterGauges {
@@ -78,25 +64,9 @@ func (m *queueMetrics) cluster(name string) *clusterGauges {
 	g, loaded := m.clusters.LoadOrStore(name, fresh)
 	cg := g.(*clusterGauges)
 	if !loaded {
-		l := `{cluster="` + metricLabel(name) + `"}`
-		m.set.GetOrCreateGauge("vigil_queue_queued_events"+l, func() float64 { return float64(cg.queued.Load()) })
-		m.set.GetOrCreateGauge("vigil_queue_lag_seconds"+l, func() float64 { return cg.lag(m.now()).Seconds() })
+		l := `{cluster="` + qmetrics.Label(name) + `"}`
+		m.Set().GetOrCreateGauge("vigil_queue_queued_events"+l, func() float64 { return float64(cg.queued.Load()) })
+		m.Set().GetOrCreateGauge("vigil_queue_lag_seconds"+l, func() float64 { return cg.lag(m.now()).Seconds() })
 	}
 	return cg
-}
-
-// metricLabel makes s safe inside a quoted metric label value.
-func metricLabel(s string) string {
-	if s == "" {
-		return ""
-	}
-	b := make([]byte, 0, len(s))
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if c == '"' || c == '\\' || c == '\n' {
-			c = '_'
-		}
-		b = append(b, c)
-	}
-	return string(b)
 }

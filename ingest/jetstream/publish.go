@@ -34,7 +34,7 @@ func (q *Queue) Publish(ctx context.Context, entries []ingest.Entry) error {
 	}
 	if r := q.reserved.Add(size); r+q.stored.Load() > q.opts.MaxPendingBytes {
 		q.reserved.Add(-size)
-		q.m.full.Inc()
+		q.m.Full.Inc()
 		return fmt.Errorf("publish %d bytes with %d pending of %d: %w", size, r-size+q.stored.Load(), q.opts.MaxPendingBytes, ingest.ErrFull)
 	}
 	defer q.reserved.Add(-size)
@@ -71,8 +71,8 @@ func (q *Queue) Publish(ctx context.Context, entries []ingest.Entry) error {
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("publish: %w", err)
 	}
-	q.m.published.Add(len(entries))
-	q.m.publishedMsgs.Add(len(msgs))
+	q.m.Published.Add(len(entries))
+	q.m.PublishedMsgs.Add(len(msgs))
 	return nil
 }
 

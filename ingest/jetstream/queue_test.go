@@ -110,10 +110,10 @@ func TestQueue_PublishRead(t *testing.T) {
 			t.Fatalf("record %d = %.40s (cluster %q), want %.40s (cluster %q)", i, r.Data, r.Cluster, in[i].Data, in[i].Cluster)
 		}
 	}
-	if h := q.m.dedupHits("a").Get(); h != 50 {
+	if h := q.m.DedupHits("a").Get(); h != 50 {
 		t.Errorf("dedup hits = %d, want 50", h)
 	}
-	if n := q.m.publishedMsgs.Get(); n < 5 {
+	if n := q.m.PublishedMsgs.Get(); n < 5 {
 		t.Errorf("published %d messages, want the batch split under the payload limit", n)
 	}
 }
@@ -186,7 +186,7 @@ func TestQueue_CorruptMessage(t *testing.T) {
 	if got := readN(t, q, 20, nil); len(got) != 20 {
 		t.Fatalf("got %d records, want 20", len(got))
 	}
-	if n := q.m.corrupt.Get(); n != 1 {
+	if n := q.m.Corrupt.Get(); n != 1 {
 		t.Errorf("corrupt messages counted %d, want 1", n)
 	}
 }

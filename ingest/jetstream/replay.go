@@ -65,12 +65,12 @@ func (q *Queue) Replay(ctx context.Context, span time.Duration, fn func(ingest.B
 			cluster := h.Get(HeaderCluster)
 			data, buf, err := q.body(m.Data(), h)
 			if err != nil {
-				q.m.corrupt.Inc()
+				q.m.Corrupt.Inc()
 				q.log.Error("read queue message", "err", err, "seq", md.Sequence.Stream)
 			}
 			fs, err = frames.Decode(data, fs[:0])
 			if err != nil {
-				q.m.corrupt.Inc()
+				q.m.Corrupt.Inc()
 				q.log.Error("decode queue message", "err", err, "seq", md.Sequence.Stream)
 			}
 			now := q.opts.Now()

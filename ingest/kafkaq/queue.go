@@ -81,7 +81,7 @@ func Open(ctx context.Context, opts Options) (*Queue, error) {
 		items: make(chan item, 16), first: make(chan struct{}), high: map[int]int64{},
 		dedup:   ingest.NewDedup[ingest.Digest](opts.DedupMaxKeys, opts.DedupWindow),
 		digests: ingest.NewDigester()}
-	q.m = qmetrics.New(opts.Metrics, opts.Now, q.Pending)
+	q.m = qmetrics.New(opts.Metrics, opts.Now, q.Pending).Partitioned()
 	q.pending = pending.Estimate{Sample: q.samplePending, Log: q.log}
 	if err := q.setup(ctx); err != nil {
 		q.shutdown()

@@ -85,7 +85,7 @@ func Open(ctx context.Context, opts Options) (*Queue, error) {
 		out:     map[*delivery]struct{}{},
 		dedup:   ingest.NewDedup[ingest.Digest](opts.DedupMaxKeys, opts.DedupWindow),
 		digests: ingest.NewDigester()}
-	q.m = qmetrics.New(opts.Metrics, opts.Now, q.Pending)
+	q.m = qmetrics.New(opts.Metrics, opts.Now, q.Pending).Partitioned()
 	q.trimmed = opts.Metrics.NewCounter("vigil_queue_trimmed_messages_total")
 	q.pending = pending.Estimate{Sample: q.samplePending, Log: q.log}
 	if err := q.setup(ctx); err != nil {

@@ -1,6 +1,6 @@
-// Package qmetrics registers the metrics of the scale-out queues
-// (ingest/natsq, ingest/kafkaq) under the names the embedded queue uses
-// for the same things, plus the partition metrics (docs/metrics.md).
+// Package qmetrics registers the metrics every queue has (ingest/jetstream,
+// ingest/natsq, ingest/kafkaq), and those of partitions for the scale-out
+// ones (docs/metrics.md).
 package qmetrics
 
 import (
@@ -25,7 +25,7 @@ type Metrics struct {
 	dedupHits                        sync.Map // cluster -> *metrics.Counter
 }
 
-// New registers the metrics in s; pending is the figure of
+// New registers every queue's metrics in s; pending is the figure of
 // vigil_queue_pending_bytes.
 func New(s *metrics.Set, now func() time.Time, pending func() int64) *Metrics {
 	s.NewGauge("vigil_queue_pending_bytes", func() float64 { return float64(pending()) })
@@ -37,12 +37,20 @@ func New(s *metrics.Set, now func() time.Time, pending func() int64) *Metrics {
 		Redelivered:   s.NewCounter("vigil_queue_redelivered_messages_total"),
 		Dead:          s.NewCounter("vigil_queue_deadletter_items_total"),
 		Corrupt:       s.NewCounter("vigil_queue_corrupt_messages_total"),
-		Gained:        s.NewCounter("vigil_queue_partitions_gained_total"),
-		Lost:          s.NewCounter("vigil_queue_partitions_lost_total"),
 		DedupKeys:     s.NewGauge("vigil_queue_dedup_keys", nil),
-		Owned:         s.NewGauge("vigil_queue_partitions_owned", nil),
 	}
 }
+
+// Partitioned registers the partition counters of a scale-out queue too.
+func (m *Metrics) Partitioned() *Metrics {
+	m.Gained = m.set.NewCounter("vigil_queue_partitions_gained_total")
+	m.Lost = m.set.NewCounter("vigil_queue_partitions_lost_total")
+	m.Owned = m.set.NewGauge("vigil_queue_partitions_owned", nil)
+	return m
+}
+
+// Set is the set the metrics are registered in, for a queue's own.
+func (m *Metrics) Set() *metrics.Set { return m.set }
 
 // DedupHits is the counter of duplicates dropped for a cluster.
 func (m *Metrics) DedupHits(cluster string) *metrics.Counter {
