@@ -106,19 +106,7 @@ func (q *Queue) take(d *delivery, m jetstream.Msg) {
 	}
 	cg.take(int64(len(fs)), written)
 	n := len(d.recs)
-	q.dedupMu.Lock()
-	q.dedup.Advance(now)
-	for _, f := range fs {
-		key := q.digests.Digest(f.Key)
-		if q.dedup.Seen(key) {
-			q.m.DedupHits(cluster).Inc()
-			continue
-		}
-		d.recs = append(d.recs, ingest.Record{Data: f.Data, Cluster: cluster, Origin: origin})
-		d.keys = append(d.keys, key)
-	}
-	q.m.DedupKeys.Set(float64(q.dedup.Len()))
-	q.dedupMu.Unlock()
+	d.recs, d.keys = q.dedup.Frames(fs, cluster, origin, now, d.recs, d.keys)
 	q.m.Read.Add(len(d.recs) - n)
 }
 
@@ -137,11 +125,7 @@ func (q *Queue) ackFunc(d *delivery) ingest.AckFunc {
 		}
 		if err != nil {
 			// The records were not processed: let them through again.
-			q.dedupMu.Lock()
-			for _, k := range d.keys {
-				q.dedup.Forget(k)
-			}
-			q.dedupMu.Unlock()
+			q.dedup.Forget(d.keys)
 			var errs []error
 			for _, m := range d.msgs {
 				errs = append(errs, m.Nak())

@@ -19,6 +19,7 @@ import (
 	"github.com/vigil-k8s/vigil/ingest/internal/frames"
 	"github.com/vigil-k8s/vigil/ingest/internal/gate"
 	"github.com/vigil-k8s/vigil/ingest/internal/jspub"
+	"github.com/vigil-k8s/vigil/ingest/internal/qdedup"
 )
 
 // Names of the JetStream objects the queue uses.
@@ -177,9 +178,7 @@ type Queue struct {
 	// queue opened.
 	floor uint64
 
-	dedupMu sync.Mutex // Ack may run on another goroutine than Read
-	dedup   *ingest.Dedup[ingest.Digest]
-	digests ingest.Digester
+	dedup *qdedup.Set
 
 	m queueMetrics
 }
@@ -201,9 +200,7 @@ func Open(ctx context.Context, opts Options) (*Queue, error) {
 		return nil, err
 	}
 	q := &Queue{opts: opts, log: opts.Logger, ns: ns, lock: lock, done: make(chan struct{}),
-		msgs:    make(chan jetstream.Msg, 64),
-		dedup:   ingest.NewDedup[ingest.Digest](opts.DedupMaxKeys, opts.DedupWindow),
-		digests: ingest.NewDigester()}
+		msgs: make(chan jetstream.Msg, 64)}
 	if err := q.setup(ctx); err != nil {
 		q.shutdown()
 		return nil, err

@@ -75,15 +75,11 @@ func (q *Queue) Replay(ctx context.Context, span time.Duration, fn func(ingest.B
 			}
 			now := q.opts.Now()
 			recs := make([]ingest.Record, 0, len(fs))
-			q.dedupMu.Lock()
-			q.dedup.Advance(now)
 			for _, f := range fs {
-				if q.dedup.Seen(q.digests.Digest(f.Key)) {
-					continue
+				if _, dup := q.dedup.Seen(f.Key, now); !dup {
+					recs = append(recs, ingest.Record{Data: f.Data, Cluster: cluster})
 				}
-				recs = append(recs, ingest.Record{Data: f.Data, Cluster: cluster})
 			}
-			q.dedupMu.Unlock()
 			info.Records += len(recs)
 			if len(recs) > 0 {
 				if err := fn(ingest.Batch{Records: recs}, info); err != nil {

@@ -10,6 +10,8 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/vigil-k8s/vigil/ingest/internal/qdedup"
 )
 
 // startServer takes the store directory's lock and starts the embedded
@@ -50,6 +52,7 @@ func startServer(dir string, syncAlways bool, maxPayload int) (*server.Server, *
 // consumer, and starts delivery.
 func (q *Queue) setup(ctx context.Context) error {
 	q.m.init(q.opts.Metrics, q.opts.Now, q.Pending)
+	q.dedup = qdedup.New(q.opts.DedupMaxKeys, q.opts.DedupWindow, q.m.Metrics)
 	nc, err := nats.Connect("", nats.InProcessServer(q.ns), nats.Name("vigil"),
 		nats.MaxReconnects(-1), nats.NoCallbacksAfterClientClose())
 	if err != nil {

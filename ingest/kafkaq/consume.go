@@ -199,14 +199,8 @@ func (q *Queue) take(d *delivery, m kafka.Message) {
 	}
 	q.m.Partition(d.part).Take(m.Time)
 	q.pending.NoteMessage(len(m.Value))
-	dk := q.digests.Digest(key)
-	q.dedupMu.Lock()
-	q.dedup.Advance(q.opts.Now())
-	dup := q.dedup.Seen(dk)
-	q.m.DedupKeys.Set(float64(q.dedup.Len()))
-	q.dedupMu.Unlock()
-	if dup {
-		q.m.DedupHits(cluster).Inc()
+	dk, ok := q.dedup.Admit(key, cluster, q.opts.Now())
+	if !ok {
 		return
 	}
 	d.recs = append(d.recs, ingest.Record{Data: m.Value, Cluster: cluster,
@@ -310,9 +304,5 @@ func (q *Queue) commit(gen *kafka.Generation, d *delivery) (bool, error) {
 
 // forget lets the records of a batch that was not processed through again.
 func (q *Queue) forget(d *delivery) {
-	q.dedupMu.Lock()
-	for _, k := range d.keys {
-		q.dedup.Forget(k)
-	}
-	q.dedupMu.Unlock()
+	q.dedup.Forget(d.keys)
 }

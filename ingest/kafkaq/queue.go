@@ -14,6 +14,7 @@ import (
 	"github.com/vigil-k8s/vigil/ingest"
 	"github.com/vigil-k8s/vigil/ingest/internal/gate"
 	"github.com/vigil-k8s/vigil/ingest/internal/pending"
+	"github.com/vigil-k8s/vigil/ingest/internal/qdedup"
 	"github.com/vigil-k8s/vigil/ingest/internal/qmetrics"
 	"github.com/vigil-k8s/vigil/ingest/partition"
 )
@@ -52,9 +53,7 @@ type Queue struct {
 	closeMu sync.Mutex
 	closers []func() error
 
-	dedupMu sync.Mutex // Ack may run on another goroutine than Read
-	dedup   *ingest.Dedup[ingest.Digest]
-	digests ingest.Digester
+	dedup *qdedup.Set
 
 	pending pending.Estimate
 	m       *qmetrics.Metrics
@@ -78,10 +77,9 @@ func Open(ctx context.Context, opts Options) (*Queue, error) {
 		return nil, err
 	}
 	q := &Queue{opts: opts, log: opts.Logger, keyer: keyer, done: make(chan struct{}),
-		items: make(chan item, 16), first: make(chan struct{}), high: map[int]int64{},
-		dedup:   ingest.NewDedup[ingest.Digest](opts.DedupMaxKeys, opts.DedupWindow),
-		digests: ingest.NewDigester()}
+		items: make(chan item, 16), first: make(chan struct{}), high: map[int]int64{}}
 	q.m = qmetrics.New(opts.Metrics, opts.Now, q.Pending).Partitioned()
+	q.dedup = qdedup.New(opts.DedupMaxKeys, opts.DedupWindow, q.m)
 	q.pending = pending.Estimate{Sample: q.samplePending, Log: q.log}
 	if err := q.setup(ctx); err != nil {
 		q.shutdown()

@@ -194,11 +194,9 @@ func (q *Queue) replayRecord(m kafka.Message, seen *ingest.Dedup[ingest.Digest])
 			key = h.Value
 		}
 	}
-	k := q.digests.Digest(key)
-	q.dedupMu.Lock()
-	defer q.dedupMu.Unlock()
-	q.dedup.Advance(q.opts.Now())
-	q.dedup.Seen(k)
+	// What a replay reads is marked delivered: it does not come again
+	// live.
+	k, _ := q.dedup.Seen(key, q.opts.Now())
 	if seen.Seen(k) {
 		return ingest.Record{}, false
 	}

@@ -312,19 +312,7 @@ func (q *Queue) take(d *delivery, m jetstream.Msg) {
 		q.log.Error("decode queue message", "err", err, "cluster", cluster, "origin", origin)
 	}
 	n := len(d.recs)
-	q.dedupMu.Lock()
-	q.dedup.Advance(now)
-	for _, f := range fs {
-		key := q.digests.Digest(f.Key)
-		if q.dedup.Seen(key) {
-			q.m.DedupHits(cluster).Inc()
-			continue
-		}
-		d.recs = append(d.recs, ingest.Record{Data: f.Data, Cluster: cluster, Origin: origin})
-		d.keys = append(d.keys, key)
-	}
-	q.m.DedupKeys.Set(float64(q.dedup.Len()))
-	q.dedupMu.Unlock()
+	d.recs, d.keys = q.dedup.Frames(fs, cluster, origin, now, d.recs, d.keys)
 	q.m.Read.Add(len(d.recs) - n)
 }
 
@@ -370,11 +358,7 @@ func (q *Queue) ackFunc(d *delivery) ingest.AckFunc {
 
 // forget lets the records of a batch that was not processed through again.
 func (q *Queue) forget(d *delivery) {
-	q.dedupMu.Lock()
-	for _, k := range d.keys {
-		q.dedup.Forget(k)
-	}
-	q.dedupMu.Unlock()
+	q.dedup.Forget(d.keys)
 }
 
 // nakWaiting gives back, at Close, what was delivered and not processed:

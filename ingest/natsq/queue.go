@@ -17,6 +17,7 @@ import (
 	"github.com/vigil-k8s/vigil/ingest/internal/frames"
 	"github.com/vigil-k8s/vigil/ingest/internal/gate"
 	"github.com/vigil-k8s/vigil/ingest/internal/pending"
+	"github.com/vigil-k8s/vigil/ingest/internal/qdedup"
 	"github.com/vigil-k8s/vigil/ingest/internal/qmetrics"
 	"github.com/vigil-k8s/vigil/ingest/partition"
 )
@@ -54,9 +55,7 @@ type Queue struct {
 	outMu sync.Mutex
 	out   map[*delivery]struct{}
 
-	dedupMu sync.Mutex // Ack may run on another goroutine than Read
-	dedup   *ingest.Dedup[ingest.Digest]
-	digests ingest.Digester
+	dedup *qdedup.Set
 
 	pending pending.Estimate
 	m       *qmetrics.Metrics
@@ -81,11 +80,10 @@ func Open(ctx context.Context, opts Options) (*Queue, error) {
 		return nil, err
 	}
 	q := &Queue{opts: opts, log: opts.Logger, keyer: keyer, done: make(chan struct{}),
-		items:   make(chan item, 256),
-		out:     map[*delivery]struct{}{},
-		dedup:   ingest.NewDedup[ingest.Digest](opts.DedupMaxKeys, opts.DedupWindow),
-		digests: ingest.NewDigester()}
+		items: make(chan item, 256),
+		out:   map[*delivery]struct{}{}}
 	q.m = qmetrics.New(opts.Metrics, opts.Now, q.Pending).Partitioned()
+	q.dedup = qdedup.New(opts.DedupMaxKeys, opts.DedupWindow, q.m)
 	q.trimmed = opts.Metrics.NewCounter("vigil_queue_trimmed_messages_total")
 	q.pending = pending.Estimate{Sample: q.samplePending, Log: q.log}
 	if err := q.setup(ctx); err != nil {

@@ -159,16 +159,14 @@ func (q *Queue) replayMessage(m jetstream.Msg, fs []frames.Frame, seen *ingest.D
 		q.log.Error("decode queue message", "err", err, "subject", m.Subject())
 	}
 	recs := make([]ingest.Record, 0, len(fs))
-	q.dedupMu.Lock()
-	q.dedup.Advance(q.opts.Now())
+	now := q.opts.Now()
 	for _, f := range fs {
-		k := q.digests.Digest(f.Key)
-		q.dedup.Seen(k)
-		if !seen.Seen(k) {
+		// What a replay reads is marked delivered: it does not come
+		// again live.
+		if k, _ := q.dedup.Seen(f.Key, now); !seen.Seen(k) {
 			recs = append(recs, ingest.Record{Data: f.Data, Cluster: cluster})
 		}
 	}
-	q.dedupMu.Unlock()
 	info.Records += len(recs)
 	if len(recs) == 0 {
 		return fs, nil
